@@ -1,0 +1,353 @@
+"""Job, Run and their states: plain data, no I/O; plus validation of what callers send."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from asyncpg import Record
+from pydantic import BaseModel, ConfigDict
+
+from foreman_rt.errors import InvalidInput
+
+NAME_MAX = 128
+KEY_MAX = 255
+PARAMS_MAX_BYTES = 1_048_576
+JSON_DEPTH_MAX = 100
+PRIORITY_MIN, PRIORITY_MAX = -10_000, 10_000
+MAX_ATTEMPTS_MAX = 1000
+DEFAULT_MAX_ATTEMPTS = 3
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")
+_NUL_RE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+class JobStatus(StrEnum):
+    """States of a job; terminal ones never change again (except an explicit retry)."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True for succeeded, failed and cancelled."""
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class RunStatus(StrEnum):
+    """States of one attempt (a row in job_runs)."""
+
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+    CANCELLED = "cancelled"
+
+
+class Job(BaseModel):
+    """A job row as stored; `to_json()` gives the public JSON shape (ids as strings)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    kind: str
+    queue: str
+    tenant: str
+    service: str | None
+    params: Any
+    priority: int
+    status: JobStatus
+    attempt_count: int
+    max_attempts: int
+    scheduled_at: datetime
+    idempotency_key: str | None
+    cancel_requested: bool
+    result: Any
+    error: str | None
+    enqueued_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | Record) -> Job:
+        """Build a Job from a database record (extra columns are ignored)."""
+        return cls.model_validate({name: row[name] for name in cls.model_fields})
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape: ids as strings, times in ISO 8601."""
+        data = self.model_dump(mode="json", exclude={"params", "result"})
+        data["params"], data["result"] = self.params, self.result  # JSON already, any depth
+        data["id"] = str(self.id)
+        if self.idempotency_key is None:
+            del data["idempotency_key"]
+        return data
+
+
+class Run(BaseModel):
+    """One attempt of a job (a row in job_runs)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    job_id: int
+    attempt: int
+    worker_id: str
+    status: RunStatus
+    lease_expires_at: datetime | None
+    progress_current: int | None
+    progress_total: int | None
+    progress_message: str | None
+    result: Any
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any] | Record) -> Run:
+        """Build a Run from a database record."""
+        return cls.model_validate({name: row[name] for name in cls.model_fields})
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape: ids as strings, times in ISO 8601."""
+        data = self.model_dump(mode="json", exclude={"result"})
+        data["result"] = self.result  # JSON already, any depth
+        data["id"] = str(self.id)
+        data["job_id"] = str(self.job_id)
+        data["created_at"] = data["started_at"]
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueResult:
+    """What enqueue returns: the job, and whether this call created it."""
+
+    job: Job
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A validated request to enqueue one job; build it with `JobSpec.build`."""
+
+    kind: str
+    params_json: str
+    queue: str
+    priority: int
+    scheduled_at: datetime | None
+    delay: timedelta | None
+    max_attempts: int
+    idempotency_key: str | None
+    tenant: str
+    service: str | None
+    backoff_base_seconds: float | None
+    backoff_max_seconds: float | None
+
+    @classmethod
+    def build(
+        cls,
+        kind: str,
+        params: Any = None,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        scheduled_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        idempotency_key: str | None = None,
+        tenant: str = "default",
+        service: str | None = None,
+        backoff: tuple[float, float] | None = None,
+    ) -> JobSpec:
+        """Validate every field; raises InvalidInput with a field-specific code."""
+        if scheduled_at is not None and delay is not None:
+            raise InvalidInput("give scheduled_at or delay, not both", code="invalid_schedule")
+        base, cap = validate_backoff(backoff)
+        return cls(
+            kind=validate_name("kind", kind),
+            params_json=encode_params(params),
+            queue=validate_name("queue", queue),
+            priority=validate_int("priority", priority, PRIORITY_MIN, PRIORITY_MAX),
+            scheduled_at=validate_scheduled_at(scheduled_at),
+            delay=validate_delay(delay),
+            max_attempts=validate_int("max_attempts", max_attempts, 1, MAX_ATTEMPTS_MAX),
+            idempotency_key=validate_key(idempotency_key),
+            tenant=validate_name("tenant", tenant),
+            service=validate_label("service", service),
+            backoff_base_seconds=base,
+            backoff_max_seconds=cap,
+        )
+
+
+def validate_name(field: str, value: Any) -> str:
+    """kind, queue and tenant: 1-128 chars of letters, digits and _ . : / - ."""
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(f"{field} must be a non-empty string", code=f"invalid_{field}")
+    if len(value) > NAME_MAX:
+        raise InvalidInput(
+            f"{field} is {len(value)} characters long; the limit is {NAME_MAX}",
+            code=f"invalid_{field}",
+        )
+    if not _NAME_RE.fullmatch(value):
+        raise InvalidInput(
+            f"{field} {value[:40]!r} has characters outside letters, digits and _ . : / - "
+            "(and must start with a letter or digit)",
+            code=f"invalid_{field}",
+        )
+    return value
+
+
+def validate_label(field: str, value: Any) -> str | None:
+    """A free-text label (service): up to 128 characters, no NUL or control characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > NAME_MAX or not value.isprintable():
+        raise InvalidInput(
+            f"{field} must be printable text of at most {NAME_MAX} characters",
+            code=f"invalid_{field}",
+        )
+    return value
+
+
+def validate_key(value: Any) -> str | None:
+    """An idempotency key: 1-255 printable characters, or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= KEY_MAX or not value.isprintable():
+        raise InvalidInput(
+            f"idempotency_key must be 1-{KEY_MAX} printable characters",
+            code="invalid_idempotency_key",
+        )
+    return value
+
+
+def validate_int(field: str, value: Any, low: int, high: int) -> int:
+    """An integer within [low, high] (booleans are not integers here)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(
+            f"{field} must be an integer from {low} to {high}, got {value!r}",
+            code=f"invalid_{field}",
+        )
+    return value
+
+
+def validate_scheduled_at(value: Any) -> datetime | None:
+    """A timezone-aware datetime, or None for 'now'."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidInput(
+            "scheduled_at must be a timezone-aware datetime", code="invalid_scheduled_at"
+        )
+    return value
+
+
+def validate_delay(value: Any) -> timedelta | None:
+    """A delay in seconds (number or timedelta), 0 to 10 years."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 <= seconds <= 315_360_000  # also false for NaN; safe for huge ints
+    ):
+        raise InvalidInput(
+            f"delay must be 0 to 315360000 seconds, got {value!r}", code="invalid_delay"
+        )
+    return timedelta(seconds=seconds)
+
+
+def validate_backoff(value: Any) -> tuple[float | None, float | None]:
+    """A per-job backoff (base seconds, cap seconds), or None for the worker's policy."""
+    if value is None:
+        return None, None
+    pair = value if isinstance(value, tuple | list) and len(value) == 2 else ()
+    try:
+        if len(pair) != 2 or any(
+            isinstance(v, bool) or not isinstance(v, int | float) for v in pair
+        ):
+            raise TypeError
+        base, cap = float(pair[0]), float(pair[1])
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInput(
+            "backoff must be a pair (base_seconds, max_seconds)", code="invalid_backoff"
+        ) from None
+    if not (math.isfinite(base) and math.isfinite(cap) and 0 <= base <= cap <= 86_400 * 30):
+        raise InvalidInput(
+            "backoff needs 0 <= base_seconds <= max_seconds <= 30 days", code="invalid_backoff"
+        )
+    return base, cap
+
+
+def encode_params(params: Any) -> str:
+    """JSON-encode params (None becomes {}), within the size and depth limits, free of NUL."""
+    if _depth(params) > JSON_DEPTH_MAX:
+        raise InvalidInput(
+            f"params nest deeper than {JSON_DEPTH_MAX} levels", code="invalid_params"
+        )
+    try:
+        text = json.dumps({} if params is None else params, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidInput(
+            f"params are not JSON-serialisable: {exc}", code="invalid_params"
+        ) from None
+    if len(text) > PARAMS_MAX_BYTES:  # ASCII-only JSON: characters are bytes
+        raise InvalidInput(
+            f"params are {len(text)} bytes as JSON; the limit is {PARAMS_MAX_BYTES}",
+            code="params_too_large",
+        )
+    if _NUL_RE.search(text):
+        raise InvalidInput(
+            "params contain a NUL character (\\u0000), which PostgreSQL jsonb cannot store",
+            code="invalid_params",
+        )
+    return text
+
+
+def _depth(value: Any) -> int:
+    """How deeply lists and dicts nest in `value` (iterative: safe for any depth)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if deepest > JSON_DEPTH_MAX:
+            return deepest
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def parse_id(value: Any, what: str = "job") -> int:
+    """A job or run id from an int or its string form; InvalidInput otherwise."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63:
+        return value
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and len(value) <= 19
+        and 0 < int(value) < 2**63
+    ):
+        return int(value)
+    raise InvalidInput(
+        f"{what} id must be a positive integer, got {value!r}", code=f"invalid_{what}_id"
+    )
