@@ -1,0 +1,353 @@
+"""The async client: enqueue (single, bulk, inside the caller's transaction), get, list, runs,
+cancel, retry and wait."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+
+from foreman_rt import db
+from foreman_rt.config import DEFAULT_SCHEMA, Channels, validate_schema
+from foreman_rt.embedded import resolve_dsn
+from foreman_rt.errors import DatabaseUnavailable, InvalidInput, NotFound, Timeout
+from foreman_rt.jobs import (
+    DEFAULT_MAX_ATTEMPTS,
+    EnqueueResult,
+    Job,
+    JobSpec,
+    JobStatus,
+    Run,
+    parse_id,
+    validate_int,
+)
+from foreman_rt.notify import Listener
+from foreman_rt.payloads import parse_events
+from foreman_rt.sql import query, query_in
+
+LIST_LIMIT_MAX = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """One row of a bulk enqueue: the job id and whether this call created it."""
+
+    id: int
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of jobs, newest first; pass `next_cursor` to get the next page."""
+
+    jobs: builtins.list[Job]
+    next_cursor: str | None
+
+
+def _spec_args(spec: JobSpec) -> tuple[Any, ...]:
+    delay = None if spec.delay is None else spec.delay.total_seconds()
+    return (
+        spec.kind,
+        spec.params_json,
+        spec.queue,
+        spec.priority,
+        spec.scheduled_at,
+        spec.max_attempts,
+        spec.idempotency_key,
+        spec.tenant,
+        spec.service,
+        spec.backoff_base_seconds,
+        spec.backoff_max_seconds,
+        delay,
+    )
+
+
+def _as_spec(item: JobSpec | Mapping[str, Any]) -> JobSpec:
+    if isinstance(item, JobSpec):
+        return item
+    if not isinstance(item, Mapping) or "kind" not in item:
+        raise InvalidInput("each bulk item must be a JobSpec or a mapping with a 'kind'")
+    fields = dict(item)
+    return JobSpec.build(fields.pop("kind"), fields.pop("params", None), **fields)
+
+
+class _Watch:
+    """Wakes `wait()` callers when their job changes, from one LISTEN connection."""
+
+    def __init__(self, dsn: str, schema: str) -> None:
+        self._waiters: dict[int, set[asyncio.Event]] = {}
+        self.listener = Listener(
+            lambda: db.connect(dsn, schema, application_name="foreman-rt wait"),
+            {Channels.for_schema(schema).events: self._on_events},
+            on_connect=self._wake_all,
+            log_level=logging.DEBUG,
+        )
+        self.task = asyncio.get_running_loop().create_task(self.listener.run())
+
+    def register(self, job_id: int, event: asyncio.Event) -> None:
+        self._waiters.setdefault(job_id, set()).add(event)
+
+    def unregister(self, job_id: int, event: asyncio.Event) -> None:
+        waiters = self._waiters.get(job_id)
+        if waiters is not None:
+            waiters.discard(event)
+            if not waiters:
+                del self._waiters[job_id]
+
+    def _on_events(self, payload: str) -> None:
+        events = parse_events(payload)
+        if events.overflow:
+            self._wake_all()
+            return
+        for job_id in events.ids:
+            for event in self._waiters.get(job_id, ()):
+                event.set()
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for event in waiters:
+                event.set()
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+class Client:
+    """Talks to one foreman-rt schema through a connection pool."""
+
+    def __init__(self, pool: db.Pool, *, dsn: str, schema: str, embedded: bool = False) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.schema = schema
+        self.embedded = embedded
+        self._watch: _Watch | None = None
+
+    @classmethod
+    async def connect(
+        cls,
+        dsn: str | None = None,
+        schema: str = DEFAULT_SCHEMA,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        check: bool = True,
+        reset_session: bool = True,
+    ) -> Client:
+        """Connect to `dsn` (None: FOREMAN_DSN, DATABASE_URL, else the embedded default)."""
+        validate_schema(schema)
+        resolved, embedded = await asyncio.to_thread(resolve_dsn, dsn)
+        pool = await db.create_pool(
+            resolved, schema, min_size=min_size, max_size=max_size, reset_session=reset_session
+        )
+        if check:
+            try:
+                async with pool.acquire() as conn:
+                    await db.check_schema(conn, schema)
+            except BaseException:
+                await pool.close()
+                raise
+        return cls(pool, dsn=resolved, schema=schema, embedded=embedded)
+
+    async def close(self) -> None:
+        """Close the pool and any wait listener."""
+        if self._watch is not None:
+            await self._watch.close()
+            self._watch = None
+        await self.pool.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def enqueue(
+        self,
+        kind: str,
+        params: Any = None,
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        scheduled_at: datetime | None = None,
+        delay: float | timedelta | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        idempotency_key: str | None = None,
+        tenant: str = "default",
+        service: str | None = None,
+        backoff: tuple[float, float] | None = None,
+        connection: asyncpg.Connection | None = None,
+    ) -> EnqueueResult:
+        """Enqueue one job; a duplicate idempotency key returns the existing job (created=False).
+        With `connection=`, it commits (and wakes workers) only with the caller's transaction."""
+        spec = JobSpec.build(
+            kind,
+            params,
+            queue=queue,
+            priority=priority,
+            scheduled_at=scheduled_at,
+            delay=delay,
+            max_attempts=max_attempts,
+            idempotency_key=idempotency_key,
+            tenant=tenant,
+            service=service,
+            backoff=backoff,
+        )
+        return await self.enqueue_spec(spec, connection=connection)
+
+    async def enqueue_spec(
+        self, spec: JobSpec, *, connection: asyncpg.Connection | None = None
+    ) -> EnqueueResult:
+        """Enqueue a pre-validated JobSpec."""
+        sql = query_in("enqueue", self.schema)
+        row = await self._fetchrow(sql, *_spec_args(spec), connection=connection)
+        assert row is not None
+        data = dict(row)
+        data["params"] = json.loads(data["params"])
+        data["result"] = None if data["result"] is None else json.loads(data["result"])
+        return EnqueueResult(job=Job.from_row(data), created=data["created"])
+
+    async def enqueue_many(
+        self,
+        jobs: Iterable[JobSpec | Mapping[str, Any]],
+        *,
+        connection: asyncpg.Connection | None = None,
+    ) -> builtins.list[Enqueued]:
+        """Enqueue many jobs in one statement; results come back in input order."""
+        specs = [_as_spec(item) for item in jobs]
+        if not specs:
+            return []
+        columns = list(zip(*(_spec_args(s) for s in specs), strict=True))
+        sql = query_in("enqueue_many", self.schema)
+        rows = await self._fetch(sql, *columns, connection=connection)
+        out = []
+        for spec, row in zip(specs, rows, strict=True):
+            if row["id"] is None:  # a concurrent duplicate committed after our snapshot
+                res = await self.enqueue_spec(spec, connection=connection)
+                out.append(Enqueued(res.job.id, res.created))
+            else:
+                out.append(Enqueued(row["id"], row["created"]))
+        return out
+
+    async def get(self, job_id: int | str, *, tenant: str | None = None) -> Job:
+        """One job; NotFound if it does not exist (or is another tenant's)."""
+        row = await self._fetchrow(query("get_job"), parse_id(job_id), tenant)
+        if row is None:
+            raise NotFound(f"job {job_id} not found", code="job_not_found")
+        return Job.from_row(row)
+
+    async def list(
+        self,
+        *,
+        status: str | JobStatus | None = None,
+        kind: str | None = None,
+        queue: str | None = None,
+        tenant: str | None = None,
+        service: str | None = None,
+        limit: int = 50,
+        cursor: int | str | None = None,
+    ) -> Page:
+        """Jobs newest first, filtered; keyset pagination through `cursor`."""
+        if status is not None and status not in JobStatus.__members__.values():
+            choices = ", ".join(s.value for s in JobStatus)
+            raise InvalidInput(f"status must be one of {choices}", code="invalid_status")
+        validate_int("limit", limit, 1, LIST_LIMIT_MAX)
+        after = None if cursor is None else parse_id(cursor, "cursor")
+        rows = await self._fetch(
+            query("list_jobs"),
+            None if status is None else str(status),
+            kind,
+            queue,
+            tenant,
+            service,
+            after,
+            limit,
+        )
+        jobs = [Job.from_row(r) for r in rows]
+        next_cursor = str(jobs[-1].id) if len(jobs) == limit else None
+        return Page(jobs=jobs, next_cursor=next_cursor)
+
+    async def runs(self, job_id: int | str, *, tenant: str | None = None) -> builtins.list[Run]:
+        """Every attempt of a job, oldest first; NotFound for an unknown job."""
+        job = await self.get(job_id, tenant=tenant)
+        rows = await self._fetch(query("job_runs"), job.id)
+        return [Run.from_row(r) for r in rows]
+
+    async def cancel(self, job_id: int | str, *, tenant: str | None = None) -> Job:
+        """Cancel: pending → cancelled at once; running → cancel_requested; terminal: unchanged."""
+        row = await self._fetchrow(query("cancel_job"), parse_id(job_id), tenant)
+        if row is None:
+            return await self.get(job_id, tenant=tenant)
+        return Job.from_row(row)
+
+    async def retry(self, job_id: int | str, *, tenant: str | None = None) -> Job:
+        """Put a failed or cancelled job back to pending; InvalidInput for other states."""
+        row = await self._fetchrow(query("retry_job"), parse_id(job_id), tenant)
+        if row is None:
+            job = await self.get(job_id, tenant=tenant)
+            raise InvalidInput(
+                f"job {job.id} is {job.status.value}; only failed or cancelled jobs can be retried",
+                code="invalid_state",
+            )
+        return Job.from_row(row)
+
+    async def wait(
+        self, job_id: int | str, timeout: float | None = None, *, tenant: str | None = None
+    ) -> Job:
+        """Wait until the job is terminal, woken by notifications; Timeout after `timeout` s."""
+        ident = parse_id(job_id)
+        if self._watch is None:
+            self._watch = _Watch(self.dsn, self.schema)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        event = asyncio.Event()
+        self._watch.register(ident, event)
+        try:
+            await self._watch.listener.wait_connected(timeout)
+            while True:
+                event.clear()
+                job = await self.get(ident, tenant=tenant)
+                if job.status.terminal:
+                    return job
+                remaining = 5.0 if deadline is None else deadline - time.monotonic()
+                if remaining <= 0:
+                    raise Timeout(
+                        f"job {ident} is still {job.status.value} after {timeout} s",
+                        job=job.to_json(),
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(event.wait(), min(remaining, 5.0))
+        except TimeoutError:
+            raise Timeout(f"job {ident} did not finish within {timeout} s") from None
+        finally:
+            self._watch.unregister(ident, event)
+
+    async def _fetch(
+        self, sql: str, *args: Any, connection: asyncpg.Connection | None = None
+    ) -> builtins.list[asyncpg.Record]:
+        try:
+            if connection is not None:
+                return await connection.fetch(sql, *args)
+            return await self.pool.fetch(sql, *args)
+        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError) as exc:
+            raise DatabaseUnavailable(f"lost the database connection: {exc}") from exc
+
+    async def _fetchrow(
+        self, sql: str, *args: Any, connection: asyncpg.Connection | None = None
+    ) -> asyncpg.Record | None:
+        rows = await self._fetch(sql, *args, connection=connection)
+        return rows[0] if rows else None

@@ -1,0 +1,30 @@
+-- Many jobs in one statement. Ids are drawn first so every input row maps to its job; rows whose
+-- idempotency key already exists map to the existing job (created = false). A duplicate committed
+-- by a concurrent caller after this statement's snapshot comes back with id NULL; the client
+-- resolves those one by one. Names are schema-qualified ({schema}) and params travel as text,
+-- because this may run on the caller's own connection.
+WITH input AS MATERIALIZED (
+    SELECT nextval(pg_get_serial_sequence('{schema}.jobs', 'id')) AS id, t.*
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[],
+                $6::integer[], $7::text[], $8::text[], $9::text[], $10::double precision[],
+                $11::double precision[], $12::double precision[])
+         WITH ORDINALITY AS t(kind, params, queue, priority, scheduled_at, max_attempts,
+                              idempotency_key, tenant, service, backoff_base, backoff_max, delay,
+                              ord)
+), inserted AS (
+    INSERT INTO {schema}.jobs (id, kind, params, queue, priority, scheduled_at, max_attempts,
+                      idempotency_key, tenant, service, backoff_base_seconds, backoff_max_seconds)
+    SELECT id, kind, params::jsonb, queue, priority,
+           coalesce(scheduled_at, now() + make_interval(secs => coalesce(delay, 0))),
+           max_attempts, idempotency_key, tenant, service, backoff_base, backoff_max
+    FROM input ORDER BY ord
+    ON CONFLICT ON CONSTRAINT jobs_idempotency_key DO NOTHING
+    RETURNING id
+)
+SELECT coalesce(ins.id, existing.id) AS id, ins.id IS NOT NULL AS created
+FROM input AS i
+LEFT JOIN inserted AS ins ON ins.id = i.id
+LEFT JOIN {schema}.jobs AS existing
+       ON ins.id IS NULL AND existing.tenant = i.tenant AND existing.kind = i.kind
+      AND existing.idempotency_key = i.idempotency_key
+ORDER BY i.ord
