@@ -1,0 +1,102 @@
+"""What a finished handler means for its job: a pure decision, applied later in a batch."""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from pydantic import ValidationError
+
+from foreman_rt.errors import InvalidInput
+from foreman_rt.handlers import Cancelled, PermanentError, Retry
+from foreman_rt.jobs import encode_params
+from foreman_rt.retry import RetryPolicy
+
+ERROR_MAX_CHARS = 16_000
+
+
+class StopReason(Enum):
+    """Why the runtime interrupted a handler."""
+
+    CANCEL = "cancel"
+    SHUTDOWN = "shutdown"
+    LEASE_LOST = "lease_lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """The facts about one attempt that the decision needs."""
+
+    run_id: int
+    attempt: int
+    max_attempts: int
+    backoff_base: float | None
+    backoff_max: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Succeeded:
+    """Complete the run with this JSON result."""
+
+    run_id: int
+    result_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """End the run with `run_status`; retry after `retry_in` seconds (None: no retry)."""
+
+    run_id: int
+    run_status: str
+    error: str
+    retry_in: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Discard:
+    """Change nothing: the attempt no longer holds its lease."""
+
+    run_id: int
+
+
+Outcome = Succeeded | Failed | Discard
+
+
+def _describe(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc)).strip()
+    head = f"{type(exc).__name__}: {exc}"
+    full = f"{head}\n{text}" if text and text != head else head
+    return full[:ERROR_MAX_CHARS]
+
+
+def succeeded(attempt: Attempt, result: Any) -> Outcome:
+    """A handler returned `result`: complete, unless the result cannot be stored."""
+    if result is None:
+        return Succeeded(attempt.run_id, "null")
+    try:
+        return Succeeded(attempt.run_id, encode_params(result))
+    except InvalidInput as exc:
+        return Failed(attempt.run_id, "failed", f"unusable result: {exc.message}", None)
+
+
+def failed(
+    attempt: Attempt, exc: BaseException, reason: StopReason | None, policy: RetryPolicy
+) -> Outcome:
+    """A handler raised `exc` (or was interrupted for `reason`): decide the run's end."""
+    if reason is StopReason.LEASE_LOST:
+        return Discard(attempt.run_id)
+    if reason is StopReason.CANCEL or isinstance(exc, Cancelled):
+        return Failed(attempt.run_id, "cancelled", "cancelled by request", None)
+    if reason is StopReason.SHUTDOWN:
+        return Failed(attempt.run_id, "abandoned", "worker shut down before the job finished", 0.0)
+    if isinstance(exc, PermanentError):
+        return Failed(attempt.run_id, "failed", _describe(exc), None)
+    if isinstance(exc, ValidationError):
+        return Failed(attempt.run_id, "failed", f"invalid params: {exc}"[:ERROR_MAX_CHARS], None)
+    if isinstance(exc, Retry) and exc.delay is not None:
+        delay = max(0.0, float(exc.delay))
+    else:
+        delay = policy.delay(attempt.attempt, base=attempt.backoff_base, cap=attempt.backoff_max)
+    return Failed(attempt.run_id, "failed", _describe(exc), delay)
