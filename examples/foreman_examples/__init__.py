@@ -1,0 +1,1 @@
+"""Example handlers and the live demo for foreman-rt."""
