@@ -19,8 +19,9 @@ import asyncpg
 
 from foreman_rt import db
 from foreman_rt.config import DEFAULT_SCHEMA, Channels, validate_schema
+from foreman_rt.dberrors import recover, retry_at_once, translate
 from foreman_rt.embedded import resolve_dsn
-from foreman_rt.errors import DatabaseUnavailable, InvalidInput, NotFound, Timeout
+from foreman_rt.errors import InvalidInput, NotFound, Timeout
 from foreman_rt.jobs import (
     DEFAULT_MAX_ATTEMPTS,
     EnqueueResult,
@@ -339,12 +340,20 @@ class Client:
     async def _fetch(
         self, sql: str, *args: Any, connection: asyncpg.Connection | None = None
     ) -> builtins.list[asyncpg.Record]:
-        try:
-            if connection is not None:
-                return await connection.fetch(sql, *args)
-            return await self.pool.fetch(sql, *args)
-        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError) as exc:
-            raise DatabaseUnavailable(f"lost the database connection: {exc}") from exc
+        if connection is not None:  # the caller's transaction: its errors are the caller's
+            return await connection.fetch(sql, *args)
+        for attempt in range(3):
+            try:
+                return await self.pool.fetch(sql, *args)
+            except Exception as exc:
+                if attempt < 2 and retry_at_once(exc):
+                    continue  # rolled back by the server: the same statement again is safe
+                await recover(self.pool, exc)
+                error = translate(exc)
+                if error is None:
+                    raise
+                raise error from exc
+        raise AssertionError("unreachable")
 
     async def _fetchrow(
         self, sql: str, *args: Any, connection: asyncpg.Connection | None = None

@@ -13,6 +13,8 @@ from typing import Any, get_type_hints
 
 from pydantic import BaseModel
 
+from foreman_rt.jobs import BIGINT_MAX, clean_text
+
 
 class Retry(Exception):
     """Raise to ask for another attempt after `delay` seconds (None: the retry policy)."""
@@ -70,10 +72,15 @@ class JobContext:
     def set_progress(
         self, current: int, total: int | None = None, message: str | None = None
     ) -> None:
-        """The same as `progress`, callable from sync handlers."""
-        self.progress_current = int(current)
-        self.progress_total = None if total is None else int(total)
-        self.progress_message = None if message is None else str(message)[:1000]
+        """The same as `progress`, callable from sync handlers; counts must fit in 64 bits."""
+        current = int(current)
+        total = None if total is None else int(total)
+        for name, value in (("current", current), ("total", total)):
+            if value is not None and not -BIGINT_MAX - 1 <= value <= BIGINT_MAX:
+                raise ValueError(f"progress {name}={value} does not fit in a 64-bit integer")
+        self.progress_current = current
+        self.progress_total = total
+        self.progress_message = None if message is None else clean_text(str(message)[:1000])
         self.progress_dirty = True
         if self._on_progress is not None:
             self._on_progress(self)

@@ -25,6 +25,8 @@ MAX_ATTEMPTS_MAX = 1000
 DEFAULT_MAX_ATTEMPTS = 3
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$")
 _NUL_RE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+_UNSTORABLE_RE = re.compile("[\x00\ud800-\udfff]")
+BIGINT_MAX = 2**63 - 1
 
 
 class JobStatus(StrEnum):
@@ -292,6 +294,11 @@ def validate_backoff(value: Any) -> tuple[float | None, float | None]:
     return base, cap
 
 
+def clean_text(text: str) -> str:
+    """Text PostgreSQL can store: NUL and lone surrogates become U+FFFD."""
+    return _UNSTORABLE_RE.sub("\ufffd", text)
+
+
 def encode_params(params: Any) -> str:
     """JSON-encode params (None becomes {}), within the size and depth limits, free of NUL."""
     if _depth(params) > JSON_DEPTH_MAX:
@@ -314,7 +321,22 @@ def encode_params(params: Any) -> str:
             "params contain a NUL character (\\u0000), which PostgreSQL jsonb cannot store",
             code="invalid_params",
         )
+    if "\\ud" in text and _has_lone_surrogate(params):
+        raise InvalidInput(
+            "params contain a lone surrogate (\\ud800-\\udfff without its pair), which is not "
+            "valid Unicode; decode the text properly or drop the character",
+            code="invalid_params",
+        )
     return text
+
+
+def _has_lone_surrogate(params: Any) -> bool:
+    """True when some string in `params` holds a surrogate code point (never valid UTF-8)."""
+    try:
+        json.dumps(params, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _depth(value: Any) -> int:

@@ -20,8 +20,8 @@ from foreman_rt import __version__
 from foreman_rt.api import job_routes, work_routes
 from foreman_rt.api.deps import error_reply, service
 from foreman_rt.api.service import Service, ServiceSettings
+from foreman_rt.dberrors import recover, translate
 from foreman_rt.errors import ForemanError
-from foreman_rt.worker.dbretry import is_transient
 
 log = logging.getLogger("foreman_rt.api")
 PREFIX = "/foreman"
@@ -91,26 +91,42 @@ def _install_error_handlers(app: FastAPI) -> None:
         code = _HTTP_CODES.get(exc.status_code, "http_error")
         return JSONResponse({"error": str(exc.detail), "code": code}, status_code=exc.status_code)
 
-    @app.exception_handler(asyncpg.DataError)
-    async def data_error(_r: Request, exc: asyncpg.DataError) -> JSONResponse:
-        return JSONResponse(
-            {"error": f"the database rejected a value: {exc}", "code": "invalid_value"},
-            status_code=400,
-        )
+    # Database errors are handled by class, inside Starlette's exception middleware: a handler
+    # for bare Exception runs in the outermost middleware, which re-raises after answering, so
+    # every 503 would leave a traceback in the server log.
+    async def database_error(request: Request, exc: Exception) -> JSONResponse:
+        pool = service(request).pool
+        if pool is not None:
+            await recover(pool, exc)
+        error = translate(exc)
+        if error is None:
+            return _internal(exc)
+        return error_reply(error)
+
+    for kind in _DATABASE_ERRORS:
+        app.add_exception_handler(kind, database_error)
 
     @app.exception_handler(Exception)
     async def unexpected(_r: Request, exc: Exception) -> JSONResponse:
-        if is_transient(exc):
-            return JSONResponse(
-                {"error": f"database unavailable: {exc}", "code": "database_unavailable"},
-                status_code=503,
-                headers={"Retry-After": "1"},
-            )
-        log.exception("unexpected error")
-        return JSONResponse(
-            {"error": "internal error; see the service log", "code": "internal_error"},
-            status_code=500,
-        )
+        return _internal(exc)
+
+
+_DATABASE_ERRORS = (
+    asyncpg.PostgresError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    OSError,
+    TimeoutError,
+    ConnectionError,
+)
+
+
+def _internal(exc: Exception) -> JSONResponse:
+    log.error("unexpected error", exc_info=exc)
+    return JSONResponse(
+        {"error": "internal error; see the service log", "code": "internal_error"},
+        status_code=500,
+    )
 
 
 def _describe(err: Any) -> str:

@@ -57,10 +57,12 @@ def reply(data: Any, status: int = 200) -> JSONResponse:
 
 
 def error_reply(exc: ForemanError) -> JSONResponse:
-    """The error envelope for a foreman-rt error (Retry-After on 429)."""
+    """The error envelope for a foreman-rt error (Retry-After on 429 and 503)."""
     headers = {}
     if exc.status == 429 and "retry_after" in exc.details:
         headers["Retry-After"] = str(exc.details["retry_after"])
+    elif exc.status == 503:
+        headers["Retry-After"] = "1"
     return JSONResponse(exc.to_dict(), status_code=exc.status, headers=headers)
 
 

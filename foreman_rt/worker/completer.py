@@ -8,8 +8,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
+
+import asyncpg
 
 from foreman_rt.db import Pool
+from foreman_rt.dberrors import recover
+from foreman_rt.jobs import clean_text
 from foreman_rt.sql import query
 from foreman_rt.worker.dbretry import is_transient
 from foreman_rt.worker.metrics import WorkerMetrics
@@ -56,6 +61,10 @@ class Completer:
         """Outcomes not yet written."""
         return len(self._succeeded) + len(self._failed)
 
+    def buffered_runs(self) -> set[int]:
+        """Run ids whose outcome is buffered and not yet written."""
+        return {o.run_id for o in self._succeeded} | {o.run_id for o in self._failed}
+
     async def run(self) -> None:
         """Flush whenever outcomes arrive, batching those that come within `interval`."""
         backoff = 0.05
@@ -70,6 +79,7 @@ class Completer:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                await recover(self._pool, exc)
                 log.warning("writing outcomes failed (%s); retrying in %.2fs", exc, backoff)
                 self._ready.set()
                 await asyncio.sleep(backoff)
@@ -111,12 +121,43 @@ class Completer:
         return done
 
     async def _complete(self, batch: list[Succeeded]) -> None:
+        try:
+            written = await self._write_completions(batch)
+        except asyncpg.DataError:
+            # One value PostgreSQL refuses must not hold back (or crash) the rest of the batch:
+            # write one by one, and fail the attempts whose result cannot be stored.
+            written = 0
+            for outcome in batch:
+                try:
+                    written += await self._write_completions([outcome])
+                except asyncpg.DataError as exc:
+                    log.error("run %d: its result cannot be stored: %s", outcome.run_id, exc)
+                    error = clean_text(f"unusable result: PostgreSQL refused it: {exc}")
+                    self._failed.append(Failed(outcome.run_id, "failed", error, None))
+                    written += 1
+        self._report_late(len(batch) - written, "completions")
+
+    async def _write_completions(self, batch: list[Succeeded]) -> int:
         rows = await self._pool.fetch(
             query("complete_batch"), [o.run_id for o in batch], [o.result_json for o in batch]
         )
-        self._report_late(len(batch) - len(rows), "completions")
+        return len(rows)
 
     async def _fail(self, batch: list[Failed]) -> None:
+        try:
+            written = await self._write_failures(batch)
+        except asyncpg.DataError:
+            written = 0
+            for outcome in batch:
+                try:
+                    written += await self._write_failures([outcome])
+                except asyncpg.DataError as exc:
+                    log.error("run %d: its error text cannot be stored: %s", outcome.run_id, exc)
+                    error = clean_text(f"the error text could not be stored: {exc}")
+                    written += await self._write_failures([replace(outcome, error=error)])
+        self._report_late(len(batch) - written, "failures")
+
+    async def _write_failures(self, batch: list[Failed]) -> int:
         rows = await self._pool.fetch(
             query("fail_batch"),
             [o.run_id for o in batch],
@@ -124,7 +165,7 @@ class Completer:
             [o.error for o in batch],
             [o.retry_in for o in batch],
         )
-        self._report_late(len(batch) - len(rows), "failures")
+        return len(rows)
 
     def _report_late(self, late: int, what: str) -> None:
         if late > 0 and self._retrying:
@@ -149,5 +190,6 @@ class Completer:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                await recover(self._pool, exc)
                 await asyncio.sleep(0.1)
         return not self.pending

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from foreman_rt.db import Pool
+from foreman_rt.dberrors import recover
 from foreman_rt.handlers import JobContext
 from foreman_rt.sql import query
 from foreman_rt.worker.dbretry import is_transient
@@ -66,6 +67,7 @@ class Heartbeat:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                await recover(self._pool, exc)
                 log.warning("heartbeat failed (%s); retrying soon", exc)
                 wait = min(1.0, self._interval / 3)
 

@@ -8,6 +8,7 @@ import logging
 import time
 
 from foreman_rt.db import Pool
+from foreman_rt.dberrors import recover
 from foreman_rt.sql import query
 from foreman_rt.worker.dbretry import is_transient
 from foreman_rt.worker.metrics import WorkerMetrics
@@ -37,6 +38,7 @@ class Maintenance:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                await recover(self._pool, exc)
                 log.warning("maintenance failed (%s); retrying", exc)
             await asyncio.sleep(min(self._s.reap_interval, self._s.leader_ttl / 3))
 

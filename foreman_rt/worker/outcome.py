@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from foreman_rt.errors import InvalidInput
 from foreman_rt.handlers import Cancelled, PermanentError, Retry
-from foreman_rt.jobs import encode_params
+from foreman_rt.jobs import clean_text, encode_params
 from foreman_rt.retry import RetryPolicy
 
 ERROR_MAX_CHARS = 16_000
@@ -68,7 +68,7 @@ def _describe(exc: BaseException) -> str:
     text = "".join(traceback.format_exception(exc)).strip()
     head = f"{type(exc).__name__}: {exc}"
     full = f"{head}\n{text}" if text and text != head else head
-    return full[:ERROR_MAX_CHARS]
+    return clean_text(full[:ERROR_MAX_CHARS])
 
 
 def succeeded(attempt: Attempt, result: Any) -> Outcome:
@@ -78,7 +78,7 @@ def succeeded(attempt: Attempt, result: Any) -> Outcome:
     try:
         return Succeeded(attempt.run_id, encode_params(result))
     except InvalidInput as exc:
-        return Failed(attempt.run_id, "failed", f"unusable result: {exc.message}", None)
+        return Failed(attempt.run_id, "failed", clean_text(f"unusable result: {exc.message}"), None)
 
 
 def failed(
@@ -94,7 +94,8 @@ def failed(
     if isinstance(exc, PermanentError):
         return Failed(attempt.run_id, "failed", _describe(exc), None)
     if isinstance(exc, ValidationError):
-        return Failed(attempt.run_id, "failed", f"invalid params: {exc}"[:ERROR_MAX_CHARS], None)
+        text = clean_text(f"invalid params: {exc}"[:ERROR_MAX_CHARS])
+        return Failed(attempt.run_id, "failed", text, None)
     if isinstance(exc, Retry) and exc.delay is not None:
         delay = max(0.0, float(exc.delay))
     else:

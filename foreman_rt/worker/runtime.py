@@ -18,6 +18,7 @@ import asyncpg
 
 from foreman_rt import db
 from foreman_rt.config import DEFAULT_SCHEMA, Channels, validate_schema
+from foreman_rt.dberrors import recover
 from foreman_rt.embedded import resolve_dsn
 from foreman_rt.handlers import Handler, JobContext
 from foreman_rt.notify import Listener
@@ -29,7 +30,14 @@ from foreman_rt.worker.dbretry import is_transient
 from foreman_rt.worker.heartbeat import Beat, Heartbeat
 from foreman_rt.worker.maintenance import Maintenance
 from foreman_rt.worker.metrics import WorkerMetrics
-from foreman_rt.worker.outcome import Attempt, Outcome, StopReason, failed, succeeded
+from foreman_rt.worker.outcome import (
+    Attempt,
+    Discard,
+    Outcome,
+    StopReason,
+    failed,
+    succeeded,
+)
 from foreman_rt.worker.settings import WorkerSettings
 
 log = logging.getLogger("foreman_rt.worker")
@@ -72,6 +80,7 @@ class Worker:
         self._queue_set = None if self.settings.queues is None else frozenset(self.settings.queues)
         self._kind_set = frozenset(self._kinds)
         self._running: dict[int, RunningJob] = {}
+        self._unwritten: dict[int, JobContext] = {}  # finished, outcome not yet written
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._hard_stop = asyncio.Event()
@@ -208,6 +217,8 @@ class Worker:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
+                if self._pool is not None:
+                    await recover(self._pool, exc)
                 log.warning("claim failed (%s); retrying in %.2fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -312,6 +323,8 @@ class Worker:
         self._running.pop(rj.ctx.run_id, None)
         assert self._completer is not None
         self._completer.add(outcome)
+        if not isinstance(outcome, Discard):
+            self._unwritten[rj.ctx.run_id] = rj.ctx
         label = type(outcome).__name__.lower()
         self.metrics.outcomes.labels(rj.ctx.kind, label).inc()
         self.metrics.run_duration.labels(rj.ctx.kind, label).observe(
@@ -339,7 +352,16 @@ class Worker:
         log.info("job %s run %s interrupted: %s", rj.ctx.job_id, rj.ctx.run_id, reason.value)
 
     def _contexts(self) -> list[JobContext]:
-        return [rj.ctx for rj in self._running.values() if not rj.done]
+        """The leases to renew: running jobs, and finished ones whose outcome still waits to
+        be written (the database may be away), so their lease does not lapse meanwhile."""
+        contexts = [rj.ctx for rj in self._running.values() if not rj.done]
+        if self._unwritten:
+            assert self._completer is not None
+            buffered = self._completer.buffered_runs()
+            for run_id in [r for r in self._unwritten if r not in buffered]:
+                del self._unwritten[run_id]
+            contexts.extend(self._unwritten.values())
+        return contexts
 
     # -- notifications --------------------------------------------------------------------
 

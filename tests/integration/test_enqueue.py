@@ -110,7 +110,7 @@ async def test_enqueue_in_rolled_back_transaction_leaves_no_row_and_no_wake(
             # Notifications arrive in commit order: if the marker's is the first one, the
             # rolled-back enqueue sent none.
             await client.enqueue("marker")
-            assert json.loads(await wake.next()) == [["default", "marker", 1]]
+            assert json.loads(await wake.next()) == [["default", "marker", 1, None]]
             assert wake.unread == []
     finally:
         await raw.close()
@@ -132,9 +132,9 @@ async def test_enqueue_in_committed_transaction_wakes_workers_once(
             await asyncio.wait_for(wake.arrived.wait(), 5)
         finally:
             await tx_conn.close()
-        assert json.loads(await wake.next()) == [["default", "committed", 1]]
+        assert json.loads(await wake.next()) == [["default", "committed", 1, None]]
         await client.enqueue("marker")
-        assert json.loads(await wake.next()) == [["default", "marker", 1]]
+        assert json.loads(await wake.next()) == [["default", "marker", 1, None]]
         assert wake.unread == []
     assert (await client.get(res.job.id)).params == {"a": 1}
 

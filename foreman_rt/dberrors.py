@@ -1,0 +1,82 @@
+"""Database errors as a caller should see them: each asyncpg error that is not a bug becomes a
+ForemanError with a stable code (docs/errors.md), so neither the client nor the HTTP API leaks
+a raw driver exception for a timeout, a read-only server or a lost connection."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from foreman_rt.errors import DatabaseUnavailable, ForemanError, InvalidInput
+
+# SQLSTATE: (code, what happened and what to do). Each one means the statement was rolled back.
+_BY_STATE = {
+    "55P03": (
+        "database_lock_timeout",
+        "a lock wait ran past the server's lock_timeout; nothing was written, retry later",
+    ),
+    "57014": (
+        "database_statement_timeout",
+        "the statement ran past the server's statement_timeout (or was cancelled); nothing was "
+        "written, retry later",
+    ),
+    "25006": (
+        "database_read_only",
+        "the database is read-only (a standby, a failover, or default_transaction_read_only); "
+        "nothing was written, retry once it accepts writes",
+    ),
+    "53100": (
+        "database_disk_full",
+        "the database server's disk is full; nothing was written, free space and retry",
+    ),
+    "40001": (
+        "database_conflict",
+        "a serialization failure rolled the statement back; nothing was written, retry",
+    ),
+    "40P01": (
+        "database_conflict",
+        "a deadlock rolled the statement back; nothing was written, retry",
+    ),
+}
+# Statements safe to repeat at once: the server rolled them back and the cause is transient.
+RETRY_AT_ONCE = frozenset({"40001", "40P01"})
+
+_LOST = (
+    OSError,
+    TimeoutError,
+    ConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
+
+
+def translate(exc: BaseException) -> ForemanError | None:
+    """The ForemanError that `exc` means for a caller, or None when it is a bug to report."""
+    if isinstance(exc, ForemanError):
+        return exc
+    if isinstance(exc, _LOST):
+        return DatabaseUnavailable(f"lost the database connection: {exc}")
+    if not isinstance(exc, asyncpg.PostgresError):
+        return None
+    state = exc.sqlstate or ""
+    known = _BY_STATE.get(state)
+    if known is not None:
+        code, message = known
+        return DatabaseUnavailable(f"{message} ({exc})", code=code, sqlstate=state)
+    if state[:2] in ("08", "57", "53"):  # connection, operator intervention, resources
+        return DatabaseUnavailable(f"database unavailable: {exc}", sqlstate=state)
+    if state[:2] == "22":  # data exception: a value PostgreSQL will not store
+        return InvalidInput(f"the database rejected a value: {exc}", code="invalid_value")
+    return None
+
+
+def retry_at_once(exc: BaseException) -> bool:
+    """True for errors where repeating the same single statement at once is safe and useful."""
+    return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "") in RETRY_AT_ONCE
+
+
+async def recover(pool: asyncpg.Pool, exc: BaseException) -> None:
+    """After a read-only error, drop the pool's sessions: a session keeps the read-only default
+    it started with, so only new sessions see the database accept writes again."""
+    if getattr(exc, "sqlstate", None) == "25006":
+        await pool.expire_connections()
