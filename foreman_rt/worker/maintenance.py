@@ -100,7 +100,7 @@ class Maintenance:
         return total
 
     async def resign(self) -> None:
-        """Give up leadership so another process takes over at once."""
-        if self.is_leader:
-            await self._pool.execute(query("resign"), ROLE, self._s.worker_id)
-            self.is_leader = False
+        """Give up leadership so another process takes over at once (also when an election this
+        process won was interrupted before it learnt the result)."""
+        await self._pool.execute(query("resign"), ROLE, self._s.worker_id)
+        self.is_leader = False

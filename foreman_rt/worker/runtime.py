@@ -189,6 +189,11 @@ class Worker:
         self.started.set()
         await self._claim_loop()
         await self._drain(completer)
+        # Stop electing before resigning: a tick after the resignation would take the role back.
+        electing = [t for t in background if t.get_name() == "maintenance"]
+        for task in electing:
+            task.cancel()
+        await asyncio.gather(*electing, return_exceptions=True)
         try:
             await maint.resign()
         except Exception as exc:
