@@ -63,6 +63,7 @@ class Config:
     notify_seconds: float = 10.0  # W4 (each of trigger on and off)
     retained: int = 1_000_000  # W5: finished jobs kept in the tables
     cancel_jobs: int = 50  # W6
+    sse_jobs: int = 100  # W7
     producers: int = 16  # W2b, W4
     drain_timeout: float = 900.0  # a drain still running then is a failure
     drain_timebox: float | None = None  # quick: stop measuring a drain this long after it starts
@@ -75,6 +76,7 @@ class Config:
                 reps=reps or 1,
                 steady_seconds=5.0,
                 latency_jobs=50,
+                sse_jobs=30,
                 notify_seconds=5.0,
                 retained=200_000,
                 drain_timebox=30.0,
@@ -305,6 +307,7 @@ class System:
     last_done_sql = ""  # epoch seconds of the last successful completion, as recorded
     discard_sql = ""  # delete jobs not yet started (ends a time-boxed drain)
     trigger: tuple[str, str] = ("", "")  # (table, trigger) that NOTIFYs on insert
+    sse = ""  # why W7 cannot run (empty: the system streams one job's changes over SSE)
 
     def __init__(self, tuning: Tuning) -> None:
         self.tuning = tuning
@@ -461,6 +464,7 @@ class PgQueuer(System):
     )
     discard_sql = "DELETE FROM pgqueuer WHERE status = 'queued'"
     trigger = ("pgqueuer", "tg_pgqueuer_changed")
+    sse = "no per-job event stream; its dashboard's SSE is debounced 250 ms"
 
     def settings(self) -> dict[str, Any]:
         t = self.tuning
@@ -569,6 +573,7 @@ class Procrastinate(System):
     )
     discard_sql = "DELETE FROM procrastinate_jobs WHERE status = 'todo'"
     trigger = ("procrastinate_jobs", "procrastinate_jobs_notify_queue_job_inserted_v1")
+    sse = "no event stream"
 
     def settings(self) -> dict[str, Any]:
         t = self.tuning
@@ -664,6 +669,21 @@ SYSTEMS: dict[str, type[System]] = {
 
 
 # -- workloads --------------------------------------------------------------------------------
+
+
+async def _next_status(lines: AsyncIterator[str]) -> str:
+    """The job status in the next SSE event's data line."""
+    async for line in lines:
+        if line.startswith("data:"):
+            return str(json.loads(line[5:])["status"])
+    raise RuntimeError("the event stream ended")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class NotApplicable(Exception):
@@ -896,6 +916,51 @@ class Bench:
             raise NotApplicable("the handler never saw a CancelledError")
         return {"p50_ms": pct(lat, 0.50), "p99_ms": pct(lat, 0.99), "missed": missed}
 
+    # W7 ------------------------------------------------------------------------------------
+
+    async def sse_latency(self, system: System, dsn: str) -> dict[str, Any]:
+        """A status change (cancel of a pending job, from issuing the statement) -> the SSE
+        event that shows it, read by an HTTP client of a `foreman-rt api` process."""
+        if system.sse:
+            raise NotApplicable(system.sse)
+        import httpx
+
+        port = free_port()
+        argv = [sys.executable, "-m", "foreman_rt", "--dsn", dsn, "--schema", SCHEMA]
+        argv += ["--log-level", "WARNING", "api", "--port", str(port)]
+        api = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lat: list[float] = []
+        try:
+            async with (
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http,
+                system.producers(dsn, 1) as (producer,),
+            ):
+                deadline = time.monotonic() + 60
+                while True:
+                    with contextlib.suppress(httpx.TransportError):
+                        if (await http.get("/foreman/ping")).status_code == 200:
+                            break
+                    if api.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError("foreman-rt api did not start")
+                    await asyncio.sleep(0.1)
+                for _ in range(self.cfg.sse_jobs):
+                    job_id = await producer.enqueue("bench.stamp", probe.params(token()))
+                    async with http.stream("GET", f"/foreman/events/{job_id}") as reply:
+                        lines = reply.aiter_lines()
+                        await _next_status(lines)  # the current state, sent at once
+                        requested = time.time()
+                        await producer.cancel(job_id)
+                        while await _next_status(lines) != "cancelled":
+                            pass
+                        lat.append((time.time() - requested) * 1000)
+        finally:
+            api.terminate()
+            try:
+                api.wait(10)
+            except subprocess.TimeoutExpired:
+                api.kill()
+        return {"p50_ms": pct(lat, 0.50), "p99_ms": pct(lat, 0.99)}
+
     # SQL floor -----------------------------------------------------------------------------
 
     async def sql_floor(self, system: System, dsn: str) -> dict[str, Any]:
@@ -914,7 +979,9 @@ class Bench:
                 rows = await conn.fetch(claim, None, ["bench.noop"], 100, "sql-floor", 30.0)
                 if not rows:
                     break
-                await conn.fetch(complete, [r["run_id"] for r in rows], ["null"] * len(rows))
+                none = [None] * len(rows)
+                ids = [r["run_id"] for r in rows]
+                await conn.fetch(complete, ids, ["null"] * len(rows), none, none, none)
                 done += len(rows)
             elapsed = time.perf_counter() - t0
         finally:
@@ -955,6 +1022,7 @@ def plan(cfg: Config) -> list[Step]:
             lambda b, s, d: b.drain(s, d, 1, cfg.retained),
         ),
         Step("w6", "W6 cancel latency", lambda b, s, d: b.cancel_latency(s, d)),
+        Step("w7", "W7 SSE latency", lambda b, s, d: b.sse_latency(s, d)),
         Step("floor", "SQL floor", lambda b, s, d: b.sql_floor(s, d), ("foreman-rt",)),
     ]
 
@@ -1022,6 +1090,8 @@ def rows(cfg: Config) -> list[Row]:
         ),
         Row("W6 cancel latency p50 (ms)", ("w6",), "p50_ms", digits=2, chart=lat),
         Row("W6 cancel latency p99 (ms)", ("w6",), "p99_ms", digits=2, chart=lat),
+        Row("W7 SSE latency p50 (ms)", ("w7",), "p50_ms", digits=2, chart=lat),
+        Row("W7 SSE latency p99 (ms)", ("w7",), "p99_ms", digits=2, chart=lat),
         Row("memory: W1 peak RSS, 1 process (MB)", ("w1_p1",), "rss_peak_mb", chart=mem),
         Row("memory: idle RSS after W1 (MB)", ("w1_p1",), "rss_idle_mb", chart=mem),
         Row("memory: W1 peak RSS, 2 processes (MB)", ("w1_p2",), "rss_peak_mb", chart=mem),
@@ -1300,7 +1370,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="1 repetition, shorter workloads")
     parser.add_argument("--reps", type=int, help="repetitions (default 3, quick 1)")
     parser.add_argument("--systems", help=f"comma-separated subset of {','.join(SYSTEMS)}")
-    parser.add_argument("--workloads", help="comma-separated subset: w1,w2,w2b,w3,w4,w5,w6,floor")
+    parser.add_argument(
+        "--workloads", help="comma-separated subset: w1,w2,w2b,w3,w4,w5,w6,w7,floor"
+    )
     parser.add_argument("--jobs", type=int, help="jobs per drain (default 20000)")
     parser.add_argument("--skip-w5", action="store_true", help="with --quick: skip W5")
     tuning = parser.add_argument_group("worker tuning (defaults: see docs/benchmarks.md)")

@@ -61,7 +61,7 @@ async def claim(conn: asyncpg.Connection, kind: str = "kind", worker: str = "w1"
 
 async def complete(conn: asyncpg.Connection, run_id: int, result: str = '{"ok":true}') -> None:
     """Finish one run as succeeded (complete_batch.sql)."""
-    done = await conn.fetch(query("complete_batch"), [run_id], [result])
+    done = await conn.fetch(query("complete_batch"), [run_id], [result], [None], [None], [None])
     assert [r["run_id"] for r in done] == [run_id]
 
 

@@ -139,7 +139,12 @@ class Completer:
 
     async def _write_completions(self, batch: list[Succeeded]) -> int:
         rows = await self._pool.fetch(
-            query("complete_batch"), [o.run_id for o in batch], [o.result_json for o in batch]
+            query("complete_batch"),
+            [o.run_id for o in batch],
+            [o.result_json for o in batch],
+            [o.progress[0] for o in batch],
+            [o.progress[1] for o in batch],
+            [o.progress[2] for o in batch],
         )
         return len(rows)
 

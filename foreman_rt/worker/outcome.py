@@ -38,10 +38,11 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class Succeeded:
-    """Complete the run with this JSON result."""
+    """Complete the run with this JSON result (and progress not yet sent by a heartbeat)."""
 
     run_id: int
     result_json: str
+    progress: tuple[int | None, int | None, str | None] = (None, None, None)
 
 
 @dataclass(frozen=True, slots=True)

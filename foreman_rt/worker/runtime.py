@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any
 
@@ -35,6 +35,7 @@ from foreman_rt.worker.outcome import (
     Discard,
     Outcome,
     StopReason,
+    Succeeded,
     failed,
     succeeded,
 )
@@ -325,6 +326,10 @@ class Worker:
 
     def _finish(self, rj: RunningJob, outcome: Outcome) -> None:
         rj.done = True
+        ctx = rj.ctx
+        if isinstance(outcome, Succeeded) and ctx.progress_dirty:  # not yet heartbeated
+            progress = (ctx.progress_current, ctx.progress_total, ctx.progress_message)
+            outcome = replace(outcome, progress=progress)
         self._running.pop(rj.ctx.run_id, None)
         assert self._completer is not None
         self._completer.add(outcome)

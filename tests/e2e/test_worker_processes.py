@@ -219,7 +219,8 @@ async def test_sigkilled_worker_job_is_reaped_and_finished_by_another_and_late_w
     # The dead attempt's heartbeat, completion and failure arrive late: nothing matches.
     runs_before = [dict(r) for r in runs]
     assert await conn.fetch(query("heartbeat"), [old["id"]], 30.0, [9], [10], ["late"]) == []
-    assert await conn.fetch(query("complete_batch"), [old["id"]], ['{"late": true}']) == []
+    late = (query("complete_batch"), [old["id"]], ['{"late": true}'], [None], [None], [None])
+    assert await conn.fetch(*late) == []
     assert await conn.fetch(query("fail_batch"), [old["id"]], ["failed"], ["late"], [0.0]) == []
     assert dict(await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job.id)) == job_before
     after = await conn.fetch("SELECT * FROM job_runs WHERE job_id = $1 ORDER BY attempt", job.id)

@@ -63,6 +63,29 @@ async def test_progress_is_written_by_an_early_heartbeat_and_notified(
     await assert_invariants(conn)
 
 
+async def test_progress_reported_just_before_returning_is_kept_with_the_result(
+    client: Client, conn: db.Connection, make_worker: WorkerFactory
+) -> None:
+    """The last progress call of a handler that returns at once (no heartbeat in between) is
+    written with the completion, so a finished job does not show 11 of 12 steps."""
+
+    async def handler(params: Any, ctx: JobContext) -> str:
+        for step in range(1, 13):
+            await ctx.progress(step, 12, f"step {step}")
+        return "done"
+
+    async with make_worker({"k": handler}, lease_seconds=30.0):
+        job = (await client.enqueue("k", {})).job
+        await wait_status(conn, job.id, "succeeded")
+    row = await conn.fetchrow(
+        "SELECT status, progress_current, progress_total, progress_message, result"
+        " FROM job_runs WHERE job_id = $1",
+        job.id,
+    )
+    assert tuple(row) == ("succeeded", 12, 12, "step 12", "done")
+    await assert_invariants(conn)
+
+
 async def test_two_workers_with_50_slots_each_run_2000_jobs_exactly_once(
     client: Client, conn: db.Connection, make_worker: WorkerFactory
 ) -> None:
