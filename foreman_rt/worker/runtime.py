@@ -347,6 +347,7 @@ class Worker:
     def _on_flushed(self, retried: bool) -> None:
         """Outcomes were written. Retries become due later with no NOTIFY: claim (nothing yet)
         and so re-plan the timer to the earliest due job."""
+        self._forget_written()
         if retried and not self._stopping.is_set():
             self._due_unknown = True
             self._wake.set()
@@ -365,13 +366,21 @@ class Worker:
         """The leases to renew: running jobs, and finished ones whose outcome still waits to
         be written (the database may be away), so their lease does not lapse meanwhile."""
         contexts = [rj.ctx for rj in self._running.values() if not rj.done]
-        if self._unwritten:
-            assert self._completer is not None
-            buffered = self._completer.buffered_runs()
-            for run_id in [r for r in self._unwritten if r not in buffered]:
-                del self._unwritten[run_id]
-            contexts.extend(self._unwritten.values())
+        self._forget_written()
+        contexts.extend(self._unwritten.values())
         return contexts
+
+    def _forget_written(self) -> None:
+        """Drop finished runs whose outcome is no longer buffered (written, or discarded)."""
+        if not self._unwritten:
+            return
+        assert self._completer is not None
+        buffered = self._completer.buffered_runs()
+        if not buffered:
+            self._unwritten.clear()
+            return
+        for run_id in [r for r in self._unwritten if r not in buffered]:
+            del self._unwritten[run_id]
 
     # -- notifications --------------------------------------------------------------------
 

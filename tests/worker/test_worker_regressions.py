@@ -160,3 +160,29 @@ async def test_progress_reported_during_a_heartbeat_is_written_by_the_next(
         assert tuple(row) == (4, "four")
     finally:
         await pool.close()
+
+
+async def test_finished_jobs_are_forgotten_once_their_outcomes_are_written(
+    client: Client, conn: db.Connection, make_worker: WorkerFactory
+) -> None:
+    """Finished runs are kept for lease renewal only while their outcome waits to be written.
+    They were once pruned by the heartbeat alone (every lease/3), so a fast drain held every
+    finished job's context in memory until the next beat: +40 MB RSS over 20,000 jobs."""
+
+    async def handler(params: Any, ctx: JobContext) -> None:
+        return None
+
+    worker = make_worker({"k": handler}, lease_seconds=300.0, concurrency=50)
+    async with worker:
+        await client.enqueue_many({"kind": "k", "params": {"n": n}} for n in range(500))
+
+        async def drained() -> bool:
+            n = await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+            return bool(n == 500)
+
+        deadline = time.monotonic() + 30
+        while not await drained():
+            assert time.monotonic() < deadline, "the jobs did not finish"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # the last flush's callback
+        assert worker._unwritten == {}, f"{len(worker._unwritten)} finished runs still held"
