@@ -8,7 +8,6 @@ import sys
 import click
 
 from foreman_rt import aio, db, keys, output
-from foreman_rt.api.auth import is_loopback
 from foreman_rt.cli import OUTPUT, Context, handled, main, with_connection
 from foreman_rt.errors import ConfigurationError
 
@@ -78,7 +77,10 @@ def api(
     """Serve the HTTP API, SSE streams and /metrics."""
     import uvicorn
 
+    # Imported here: every other command (a worker above all) would pay ~10 MB and ~0.3 s for
+    # FastAPI otherwise.
     from foreman_rt.api import ServiceSettings, create_app
+    from foreman_rt.api.auth import is_loopback
 
     dsn = ctx.resolve()
     if not is_loopback(host) and not insecure_no_auth and not _keys_exist(dsn, ctx.schema):
