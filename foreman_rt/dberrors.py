@@ -1,6 +1,7 @@
-"""Database errors as a caller should see them: each asyncpg error that is not a bug becomes a
-ForemanError with a stable code (docs/errors.md), so neither the client nor the HTTP API leaks
-a raw driver exception for a timeout, a read-only server or a lost connection."""
+"""Classifying database errors, in one place: which mean the connection is gone, which a retry
+may cure, and what each means for a caller (a ForemanError with a stable code, docs/errors.md),
+so neither the client nor the HTTP API leaks a raw driver exception for a timeout, a read-only
+server or a lost connection."""
 
 from __future__ import annotations
 
@@ -45,9 +46,32 @@ _LOST = (
     TimeoutError,
     ConnectionError,
     asyncpg.exceptions.InterfaceError,
+    # A pooled connection the server terminated while idle fails its next query with
+    # "cannot switch to state ..." before asyncpg marks it closed; the pool replaces it.
     asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
 )
+DRIVER_ERRORS = (asyncpg.PostgresError, *_LOST)  # every class translate() may map
+_LOST_STATES = ("08", "57")  # connection exception, operator intervention (shutdown, restart)
+_RETRY_STATES = ("40", "53")  # rolled back (serialization, deadlock), insufficient resources
+
+
+def _sqlstate(exc: BaseException) -> str:
+    return (exc.sqlstate or "") if isinstance(exc, asyncpg.PostgresError) else ""
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """True when the connection or the server went away (or could not be reached)."""
+    return isinstance(exc, (*_LOST, DatabaseUnavailable)) or _sqlstate(exc)[:2] in _LOST_STATES
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors a retry may cure: lost connections, restarts, deadlocks, timeouts,
+    resources, a read-only database (a failover)."""
+    if connection_lost(exc):
+        return True
+    state = _sqlstate(exc)
+    return state[:2] in _RETRY_STATES or state == "25006"
 
 
 def translate(exc: BaseException) -> ForemanError | None:
@@ -63,7 +87,7 @@ def translate(exc: BaseException) -> ForemanError | None:
     if known is not None:
         code, message = known
         return DatabaseUnavailable(f"{message} ({exc})", code=code, sqlstate=state)
-    if state[:2] in ("08", "57", "53"):  # connection, operator intervention, resources
+    if state[:2] in (*_LOST_STATES, "53"):  # connection, operator intervention, resources
         return DatabaseUnavailable(f"database unavailable: {exc}", sqlstate=state)
     if state[:2] == "22":  # data exception: a value PostgreSQL will not store
         return InvalidInput(f"the database rejected a value: {exc}", code="invalid_value")

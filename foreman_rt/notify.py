@@ -10,6 +10,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 
 from foreman_rt.db import Connection
+from foreman_rt.dberrors import connection_lost
 
 log = logging.getLogger("foreman_rt.listener")
 
@@ -57,7 +58,7 @@ class Listener:
                     log.warning("listener connection failed: %s", exc)
                 except Exception as exc:  # asyncpg raises many types for a dead socket
                     _raise_if_cancelling()
-                    if not _is_connection_error(exc):
+                    if not connection_lost(exc):
                         raise
                     log.warning("listener connection lost: %s", exc)
                 self._lost_connection()
@@ -129,22 +130,3 @@ def _raise_if_cancelling() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    import asyncpg
-
-    from foreman_rt.errors import DatabaseUnavailable
-
-    if isinstance(exc, DatabaseUnavailable):
-        return True
-    return isinstance(
-        exc,
-        asyncpg.exceptions.ConnectionDoesNotExistError
-        | asyncpg.exceptions.InterfaceError
-        | asyncpg.exceptions.InternalClientError
-        | asyncpg.exceptions.AdminShutdownError
-        | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.ConnectionFailureError
-        | asyncpg.exceptions.PostgresConnectionError,
-    ) or (isinstance(exc, asyncpg.PostgresError) and getattr(exc, "sqlstate", "")[:2] == "57")

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -20,7 +19,7 @@ from foreman_rt import __version__
 from foreman_rt.api import job_routes, work_routes
 from foreman_rt.api.deps import error_reply, service
 from foreman_rt.api.service import Service, ServiceSettings
-from foreman_rt.dberrors import recover, translate
+from foreman_rt.dberrors import DRIVER_ERRORS, recover, translate
 from foreman_rt.errors import ForemanError
 
 log = logging.getLogger("foreman_rt.api")
@@ -103,22 +102,12 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _internal(exc)
         return error_reply(error)
 
-    for kind in _DATABASE_ERRORS:
+    for kind in DRIVER_ERRORS:
         app.add_exception_handler(kind, database_error)
 
     @app.exception_handler(Exception)
     async def unexpected(_r: Request, exc: Exception) -> JSONResponse:
         return _internal(exc)
-
-
-_DATABASE_ERRORS = (
-    asyncpg.PostgresError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.InternalClientError,
-    OSError,
-    TimeoutError,
-    ConnectionError,
-)
 
 
 def _internal(exc: Exception) -> JSONResponse:

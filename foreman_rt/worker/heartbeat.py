@@ -10,10 +10,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from foreman_rt.db import Pool
-from foreman_rt.dberrors import recover
+from foreman_rt.dberrors import is_transient, recover
 from foreman_rt.handlers import JobContext
 from foreman_rt.sql import query
-from foreman_rt.worker.dbretry import is_transient
 
 log = logging.getLogger("foreman_rt.worker.heartbeat")
 

@@ -8,9 +8,8 @@ import logging
 import time
 
 from foreman_rt.db import Pool
-from foreman_rt.dberrors import recover
+from foreman_rt.dberrors import is_transient, recover
 from foreman_rt.sql import query
-from foreman_rt.worker.dbretry import is_transient
 from foreman_rt.worker.metrics import WorkerMetrics
 from foreman_rt.worker.settings import WorkerSettings
 

@@ -18,7 +18,7 @@ import asyncpg
 
 from foreman_rt import db
 from foreman_rt.config import DEFAULT_SCHEMA, Channels, validate_schema
-from foreman_rt.dberrors import recover
+from foreman_rt.dberrors import is_transient, recover
 from foreman_rt.embedded import resolve_dsn
 from foreman_rt.handlers import Handler, JobContext
 from foreman_rt.notify import Listener
@@ -26,7 +26,6 @@ from foreman_rt.payloads import parse_cancel, parse_wake
 from foreman_rt.registry import build
 from foreman_rt.sql import query
 from foreman_rt.worker.completer import Completer
-from foreman_rt.worker.dbretry import is_transient
 from foreman_rt.worker.heartbeat import Beat, Heartbeat
 from foreman_rt.worker.maintenance import Maintenance
 from foreman_rt.worker.metrics import WorkerMetrics

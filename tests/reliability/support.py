@@ -23,7 +23,7 @@ import httpx
 from harness import Procs, free_port
 
 from foreman_rt import Client, JobContext, db
-from foreman_rt.worker.dbretry import is_transient
+from foreman_rt.dberrors import is_transient
 
 WAIT = 60.0  # upper bound for a process to come up; the happy path takes a second or two
 
