@@ -7,7 +7,7 @@
 -- It is a reference, never run by `foreman-rt migrate` (the ledger table schema_migrations is
 -- created by the migration runner and is not declared here).
 --
--- Declared state: migrations 0001_init, 0002_api_keys and 0003_wake_due.
+-- Declared state: migrations 0001_init, 0002_api_keys, 0003_wake_due and 0004_wake_demand.
 -- Runs with search_path set to the target schema; every object is created there.
 -- Functions pin that search_path (SET search_path FROM CURRENT) so they behave the same
 -- whatever search_path the calling session uses.
@@ -125,23 +125,57 @@ CREATE TABLE api_keys (
         CHECK (coalesce(rate_per_second, 1) > 0 AND coalesce(burst, 1) >= 1)
 );
 
--- Inserts wake workers: one NOTIFY per statement on <schema>_wake, payload a JSON array of
--- [queue, kind, count, seconds until the earliest future scheduled_at or null]; "*" when the
+-- Processes that want insert notifications (a worker with free slots, a service with open
+-- tenant streams) hold a live row here; inserts notify only while one exists for their queue.
+-- Unlogged: soft state, written again by every holder when its listener reconnects.
+CREATE UNLOGGED TABLE wake_demand (
+    holder     text PRIMARY KEY,
+    queues     text[],                      -- NULL: every queue
+    expires_at timestamptz NOT NULL
+);
+
+-- Each insert statement appends its counts; readers fold them into enqueue_totals. Unlogged:
+-- a crash loses only counts not folded yet.
+CREATE UNLOGGED TABLE enqueue_counts (
+    kind  text   NOT NULL,
+    queue text   NOT NULL,
+    n     bigint NOT NULL
+) WITH (autovacuum_vacuum_scale_factor = 0.0, autovacuum_vacuum_threshold = 1000);
+
+CREATE TABLE enqueue_totals (
+    kind  text   NOT NULL,
+    queue text   NOT NULL,
+    total bigint NOT NULL,
+    PRIMARY KEY (kind, queue)
+);
+
+-- Inserts count themselves into enqueue_counts and, while some holder in wake_demand waits on
+-- one of their queues, wake it: one NOTIFY per statement on <schema>_wake, payload a JSON array
+-- of [queue, kind, count, seconds until the earliest future scheduled_at or null]; "*" when the
 -- list would not fit (listeners then simply claim).
 CREATE FUNCTION notify_jobs_inserted() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     payload text;
+    inserted_queues text[];
 BEGIN
+    INSERT INTO enqueue_counts (kind, queue, n)
+    SELECT kind, queue, count(*) FROM new_rows GROUP BY kind, queue;
+
+    SELECT array_agg(DISTINCT queue) INTO inserted_queues FROM new_rows WHERE status = 'pending';
+    IF inserted_queues IS NULL OR NOT EXISTS (
+        SELECT 1 FROM wake_demand AS d
+        WHERE d.expires_at > now() AND (d.queues IS NULL OR d.queues && inserted_queues)
+    ) THEN
+        RETURN NULL;
+    END IF;
+
     SELECT json_agg(json_build_array(queue, kind, n, due))::text INTO payload
     FROM (SELECT queue, kind, count(*) AS n,
                  round(extract(epoch FROM min(scheduled_at) FILTER (WHERE scheduled_at > now())
                                           - now())::numeric, 3) AS due
           FROM new_rows
           WHERE status = 'pending' GROUP BY queue, kind) AS g;
-    IF payload IS NULL THEN
-        RETURN NULL;
-    END IF;
     IF octet_length(payload) > 7800 THEN
         payload := '"*"';
     END IF;

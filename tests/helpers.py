@@ -44,13 +44,19 @@ class Notifications:
 
 @asynccontextmanager
 async def listening(dsn: str, schema: str, channel: str) -> AsyncIterator[Notifications]:
-    """LISTEN on `channel` from a connection of its own."""
+    """LISTEN on `channel` from a connection of its own; on the wake channel it also holds a
+    demand row, since inserts notify only while someone waits for them."""
     conn = await db.connect(dsn, schema, application_name="foreman-rt test listener")
     seen = Notifications()
     await conn.add_listener(channel, seen.on_notify)
+    wake = channel == f"{schema}_wake"
+    if wake:
+        await conn.execute(query("demand_arm"), "test-listener", None, 600.0)
     try:
         yield seen
     finally:
+        if wake:
+            await conn.execute(query("demand_disarm"), "test-listener")
         await conn.close()
 
 

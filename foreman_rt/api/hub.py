@@ -7,19 +7,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from foreman_rt import db
 from foreman_rt.api.metrics import ServiceMetrics
 from foreman_rt.config import Channels
+from foreman_rt.dberrors import is_transient
+from foreman_rt.demand import Demand
 from foreman_rt.notify import Listener
-from foreman_rt.payloads import parse_cancel, parse_events, parse_wake
+from foreman_rt.payloads import parse_cancel, parse_events
 from foreman_rt.sql import query
 
 log = logging.getLogger("foreman_rt.api.hub")
 
 BUFFER = 256
+DEMAND_TTL = 10.0  # seconds the service's wish for insert notifications lasts unless renewed
 CREATION_WINDOW = 500
 State = tuple[dict[str, Any], dict[str, Any] | None]
 
@@ -36,6 +41,7 @@ class Subscriber:
     dropped: bool = False
     sent: dict[int, int] = field(default_factory=dict)  # job id -> version last sent
     resync: asyncio.Event = field(default_factory=asyncio.Event)
+    opened_at: datetime | None = None  # database time the stream opened: older jobs are not new
 
     def wants(self, job: dict[str, Any]) -> bool:
         """Whether this stream shows `job`."""
@@ -60,6 +66,8 @@ class Hub:
         self._new_jobs = False
         self._max_id: int | None = None
         self._dirty = asyncio.Event()
+        self._demand = Demand(pool, f"api:{uuid.uuid4().hex[:12]}", None, DEMAND_TTL)
+        self._demand_changed = asyncio.Event()
         channels = Channels.for_schema(schema)
         self.listener = Listener(
             lambda: db.connect(dsn, schema, application_name="foreman-rt api listener"),
@@ -78,6 +86,7 @@ class Hub:
         self._tasks = [
             asyncio.create_task(self.listener.run(), name="api-listener"),
             asyncio.create_task(self._fan_out(), name="api-fan-out"),
+            asyncio.create_task(self._demand_loop(), name="api-demand"),
         ]
 
     async def stop(self) -> None:
@@ -86,6 +95,10 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._metrics.listener_connected.set(0)
+        try:
+            await self._demand.disarm()
+        except Exception as exc:
+            log.warning("could not withdraw the wake demand: %s (it expires by itself)", exc)
 
     @property
     def connected(self) -> bool:
@@ -96,6 +109,8 @@ class Hub:
         """Start delivering states to `sub`."""
         self._subs.add(sub)
         self._metrics.sse_clients.set(len(self._subs))
+        if sub.job_id is None and not self._demand.armed:
+            self._demand_changed.set()
 
     def unsubscribe(self, sub: Subscriber) -> None:
         """Stop delivering to `sub`."""
@@ -103,7 +118,6 @@ class Hub:
         self._metrics.sse_clients.set(len(self._subs))
 
     def _on_wake(self, payload: str) -> None:
-        self._metrics.on_wake(parse_wake(payload))
         if any(sub.job_id is None for sub in self._subs):
             self._new_jobs = True  # tenant streams show creations too
             self._dirty.set()
@@ -126,6 +140,8 @@ class Hub:
 
     def _on_connect(self) -> None:
         self._metrics.listener_connected.set(1)
+        self._demand.forget()  # a restarted database has lost the unlogged demand rows
+        self._demand_changed.set()
         self._resync_all = True  # anything may have changed while we were away
         self._dirty.set()
 
@@ -134,9 +150,11 @@ class Hub:
             await self._dirty.wait()
             self._dirty.clear()
             ids, self._pending = self._pending, set()
+            created: set[int] = set()
             if self._new_jobs:
                 self._new_jobs = False
-                ids |= await self._created_ids()
+                created = await self._created_ids() - ids
+                ids |= created
             if self._resync_all:
                 self._resync_all = False
                 for sub in self._subs:
@@ -151,7 +169,43 @@ class Hub:
                     sub.resync.set()
                 continue
             self._metrics.on_states(states)
-            self._deliver(states)
+            self._deliver(states, created)
+
+    def _wants_inserts(self) -> bool:
+        return any(sub.job_id is None for sub in self._subs)
+
+    async def _demand_loop(self) -> None:
+        """Tenant streams show new jobs, so while one is open the service asks for insert
+        notifications; after arming (and again once the inserts then in flight have ended) it
+        reads the newest jobs, which covers inserts that did not notify."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._demand_changed.wait(), DEMAND_TTL / 3)
+            self._demand_changed.clear()
+            try:
+                await self._demand_tick()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._demand.forget()
+                log.warning("updating the wake demand failed (%s)", exc)
+                await asyncio.sleep(1.0)
+                self._demand_changed.set()
+
+    async def _demand_tick(self) -> None:
+        if not self._wants_inserts() or not self.connected:
+            await self._demand.disarm()
+            return
+        if self._demand.armed:
+            await self._demand.renew()
+            return
+        in_flight = await self._demand.arm()
+        self._new_jobs = True
+        self._dirty.set()
+        if in_flight:
+            await self._demand.settled(in_flight, 1.0)
+            self._new_jobs = True
+            self._dirty.set()
 
     async def _created_ids(self) -> set[int]:
         """Ids of recently created jobs. Ids are drawn before commit, so a lower id may commit
@@ -190,10 +244,23 @@ class Hub:
         states = {int(s[0]["id"]): s for s in await self.read([r["id"] for r in rows], tenant)}
         return [states[r["id"]] for r in rows if r["id"] in states]
 
-    def _deliver(self, states: list[State]) -> None:
+    async def database_now(self) -> datetime:
+        """The database's clock (streams mark when they opened with it)."""
+        now: datetime = await self._pool.fetchval("SELECT now()")
+        return now
+
+    def _deliver(self, states: list[State], created: set[int]) -> None:
+        """Hand states to the subscribers that show them; a state found only by the creation
+        scan goes to streams opened before that job was enqueued."""
         for sub in list(self._subs):
             for state in states:
                 if not sub.wants(state[0]):
+                    continue
+                if (
+                    sub.opened_at is not None
+                    and int(state[0]["id"]) in created
+                    and datetime.fromisoformat(state[0]["enqueued_at"]) < sub.opened_at
+                ):
                     continue
                 try:
                     sub.inbox.put_nowait(state)

@@ -1,5 +1,7 @@
 """The service's Prometheus metrics: counters and histograms fed by the notifications, gauges
-read from SQL at scrape time (cached about a second). Names follow the reference design."""
+read from SQL at scrape time (cached about a second). Enqueue counts come from the database's
+running totals, since inserts notify only while someone waits for them. Names follow the
+reference design."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from foreman_rt.db import Pool
 from foreman_rt.jobs import JobStatus, RunStatus
-from foreman_rt.payloads import Events, Wake
+from foreman_rt.payloads import Events
 from foreman_rt.sql import query
 
 _LIFETIME = (0.05, 0.25, 1, 5, 15, 60, 300, 1800, 7200)
@@ -99,12 +101,8 @@ class ServiceMetrics:
             "foreman_notification_queue_usage", "pg_notification_queue_usage().", registry=r
         )
         self._gauges_at = 0.0
+        self._enqueued_seen: dict[tuple[str, str], int] = {}
         self._lock = asyncio.Lock()
-
-    def on_wake(self, wake: Wake) -> None:
-        """Count inserts."""
-        for queue, kind, n, _due in wake.groups:
-            self.enqueued.labels(kind, queue).inc(n)
 
     def on_events(self, events: Events) -> None:
         """Count state changes."""
@@ -155,7 +153,17 @@ class ServiceMetrics:
             for table, n in json.loads(row["dead"]).items():
                 self.dead_tuples.labels(table).set(n)
             self.notify_usage.set(row["notify_usage"])
+            totals = await asyncio.wait_for(pool.fetch(query("enqueue_totals")), 2.0)
+            self._count_enqueued({(r["kind"], r["queue"]): r["total"] for r in totals})
             self._gauges_at = time.monotonic()
+
+    def _count_enqueued(self, totals: dict[tuple[str, str], int]) -> None:
+        """Advance the enqueue counters to the database's running totals."""
+        for (kind, queue), total in totals.items():
+            seen = self._enqueued_seen.get((kind, queue), 0)
+            if total > seen:
+                self.enqueued.labels(kind, queue).inc(total - seen)
+            self._enqueued_seen[(kind, queue)] = total
 
 
 def _seconds(start: str, end: str) -> float:

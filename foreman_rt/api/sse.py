@@ -114,6 +114,7 @@ async def tenant_stream(
 ) -> AsyncIterator[str]:
     """Every change to the tenant's jobs (optionally one queue or kind), resumable."""
     sub = Subscriber(tenant=tenant, queue=queue, kind=kind)
+    sub.opened_at = await hub.database_now()
     hub.subscribe(sub)
     try:
         if last is not None:

@@ -1,5 +1,6 @@
 """Leader-only housekeeping: one process per schema holds the `maintenance` leader row (with
-expiry, so a dead leader is replaced) and runs the reaper and retention."""
+expiry, so a dead leader is replaced) and runs the reaper, retention, and the fold of the
+per-statement enqueue counts into their running totals (so that table stays small)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ log = logging.getLogger("foreman_rt.worker.maintenance")
 
 ROLE = "maintenance"
 RETENTION_BATCH = 1000
+FOLD_INTERVAL = 10.0  # seconds between folds of the per-statement enqueue counts
 
 
 class Maintenance:
@@ -28,6 +30,7 @@ class Maintenance:
         self._metrics = metrics
         self.is_leader = False
         self._next_retention = 0.0
+        self._next_fold = 0.0
 
     async def run(self) -> None:
         """Renew (or try to take) leadership and, while leader, reap and prune."""
@@ -47,6 +50,9 @@ class Maintenance:
         if not leader:
             return
         await self.reap()
+        if time.monotonic() >= self._next_fold:
+            await self._pool.execute(query("enqueue_totals"))
+            self._next_fold = time.monotonic() + FOLD_INTERVAL
         if self._s.retention_days and time.monotonic() >= self._next_retention:
             await self.prune()
             self._next_retention = time.monotonic() + self._s.retention_interval

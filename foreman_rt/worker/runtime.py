@@ -19,6 +19,7 @@ import asyncpg
 from foreman_rt import db
 from foreman_rt.config import DEFAULT_SCHEMA, Channels, validate_schema
 from foreman_rt.dberrors import is_transient, recover
+from foreman_rt.demand import Demand
 from foreman_rt.embedded import resolve_dsn
 from foreman_rt.handlers import Handler, JobContext
 from foreman_rt.notify import Listener
@@ -41,6 +42,9 @@ from foreman_rt.worker.outcome import (
 from foreman_rt.worker.settings import WorkerSettings
 
 log = logging.getLogger("foreman_rt.worker")
+
+DEMAND_TTL = 10.0  # seconds a worker's wish for insert notifications lasts unless renewed
+DEMAND_TICK = 1.0  # how often it is renewed, or dropped while every slot is busy
 
 
 @dataclass(eq=False, slots=True)
@@ -93,6 +97,8 @@ class Worker:
         self._completer: Completer | None = None
         self._heartbeat: Heartbeat | None = None
         self._listener: Listener | None = None
+        self._demand: Demand | None = None
+        self._settling: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._run_task: asyncio.Task[None] | None = None
 
@@ -160,7 +166,9 @@ class Worker:
         async with asyncio.TaskGroup() as tg:
             if not s.poll_only:
                 self._listener = self._make_listener(dsn)
+                self._demand = Demand(self._pool, self.worker_id, s.queues, DEMAND_TTL)
                 background.append(tg.create_task(self._listener.run(), name="listener"))
+                background.append(tg.create_task(self._demand_loop(), name="demand"))
             background.append(tg.create_task(completer.run(), name="completer"))
             background.append(tg.create_task(heartbeat.run(), name="heartbeat"))
             background.append(tg.create_task(maintenance.run(), name="maintenance"))
@@ -188,6 +196,7 @@ class Worker:
         )
         self.started.set()
         await self._claim_loop()
+        await self._withdraw_demand()
         await self._drain(completer)
         # Stop electing before resigning: a tick after the resignation would take the role back.
         electing = [t for t in background if t.get_name() == "maintenance"]
@@ -255,9 +264,74 @@ class Worker:
         if rows:
             self.metrics.claim_batch.observe(len(rows))
         self._saturated = len(rows) == free
-        if not self._saturated and self._due_unknown:
-            await self._plan_next_due()
+        if not self._saturated:
+            if self._demand is not None and not self._demand.armed and self._listening():
+                await self._arm()
+            if self._due_unknown:
+                await self._plan_next_due()
         return len(rows)
+
+    # -- demand for insert notifications -----------------------------------------------------
+
+    def _listening(self) -> bool:
+        return self._listener is not None and self._listener.connected.is_set()
+
+    async def _arm(self) -> None:
+        """Free slots and no demand row: write it, then claim again at once (inserts that
+        committed before the row was visible did not notify) and once more after the inserts
+        then in flight have ended (they may have checked for demand just before)."""
+        assert self._demand is not None
+        in_flight = await self._demand.arm()
+        self._due_unknown = True  # delayed jobs inserted while disarmed told nobody their due time
+        self._wake.set()
+        if in_flight and (self._settling is None or self._settling.done()):
+            self._settling = asyncio.get_running_loop().create_task(
+                self._settle(in_flight), name="demand-settle"
+            )
+
+    async def _settle(self, in_flight: list[int]) -> None:
+        assert self._demand is not None
+        try:
+            await self._demand.settled(in_flight, self.settings.poll_interval)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.debug("waiting for in-flight inserts failed (%s); the poll covers them", exc)
+            return
+        if not self._stopping.is_set():
+            self._wake.set()
+
+    async def _demand_loop(self) -> None:
+        """Renew the demand row while slots are free; drop it while every slot is busy (a
+        finishing job makes the worker claim anyway, and a short claim arms it again)."""
+        assert self._demand is not None
+        renewed = time.monotonic()
+        while True:
+            await asyncio.sleep(DEMAND_TICK)
+            if not self._demand.armed:
+                continue
+            try:
+                if len(self._running) >= self.settings.concurrency:
+                    await self._demand.disarm()
+                elif time.monotonic() - renewed >= DEMAND_TTL / 3:
+                    await self._demand.renew()
+                    renewed = time.monotonic()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._demand.forget()  # written again by the next short claim
+                log.warning("renewing the wake demand failed (%s)", exc)
+
+    async def _withdraw_demand(self) -> None:
+        """Stopping: inserts need not wake this worker any more."""
+        if self._settling is not None:
+            self._settling.cancel()
+        if self._demand is None:
+            return
+        try:
+            await self._demand.disarm()
+        except Exception as exc:
+            log.warning("could not withdraw the wake demand: %s (it expires by itself)", exc)
 
     async def _plan_next_due(self) -> None:
         """Ask the database when the next delayed job falls due. Needed only when that is
@@ -409,6 +483,8 @@ class Worker:
 
     def _on_listener_connect(self) -> None:
         self.metrics.listener_connected.set(1)
+        if self._demand is not None:
+            self._demand.forget()  # a restarted database has lost the unlogged demand rows
         self._due_unknown = True
         self._wake.set()  # notifications may have been missed while disconnected
 

@@ -33,6 +33,12 @@ async def test_delayed_jobs_start_on_time_from_the_timer_without_a_notify(
     try:
         # A 30 s safety poll: only the worker's due-time timer can start these on time.
         async with make_worker({"later": handler}, poll_interval=30.0, concurrency=4):
+
+            async def armed() -> bool:
+                return bool(await conn.fetchval("SELECT count(*) FROM wake_demand"))
+
+            # Inserts notify only once an idle worker has said it waits for them.
+            await wait_until(armed, "the worker to ask for insert notifications", timeout=5)
             ids = []
             for _ in range(3):
                 ids.append((await client.enqueue("later", {}, delay=1.0)).job.id)

@@ -1,0 +1,106 @@
+"""Workers ask for insert notifications only while they have free slots: a full worker drops its
+wake_demand row, a worker with free slots writes it, and an insert that raced the arming (it
+looked for demand just before the row existed and committed later) still runs at once, not at
+the next safety poll."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from worker_support import WorkerFactory, wait_status, wait_until
+
+from foreman_rt import Client, JobContext, db
+from foreman_rt.worker import runtime
+
+pytestmark = pytest.mark.db
+
+
+async def _holders(conn: db.Connection) -> list[str]:
+    rows = await conn.fetch("SELECT holder FROM wake_demand WHERE expires_at > now()")
+    return [r["holder"] for r in rows]
+
+
+async def test_full_worker_withdraws_demand_and_an_idle_one_arms_again(
+    client: Client, conn: db.Connection, make_worker: WorkerFactory, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr(runtime, "DEMAND_TICK", 0.1)
+    release = asyncio.Event()
+
+    async def hold(params: Any, ctx: JobContext) -> None:
+        await release.wait()
+
+    worker = make_worker({"hold": hold}, concurrency=1, poll_interval=30.0)
+    async with worker:
+
+        async def armed() -> bool:
+            return worker.worker_id in await _holders(conn)
+
+        await wait_until(armed, "an idle worker to ask for insert notifications")
+        first = (await client.enqueue("hold")).job
+        await wait_status(conn, first.id, "running")
+
+        async def withdrawn() -> bool:
+            return worker.worker_id not in await _holders(conn)
+
+        await wait_until(withdrawn, "a full worker to withdraw its demand")
+        # No demand: this insert does not notify; the finishing job makes the worker claim it.
+        second = (await client.enqueue("hold")).job
+        release.set()
+        await wait_status(conn, second.id, "succeeded")
+        await wait_until(armed, "the worker, idle again, to ask for insert notifications")
+        third = (await client.enqueue("hold")).job
+        await wait_status(conn, third.id, "succeeded", timeout=5)
+    assert await _holders(conn) == [], "a stopped worker left its demand row"
+
+
+async def test_insert_racing_the_arming_runs_without_waiting_for_the_safety_poll(
+    pg_dsn: str,
+    schema: str,
+    client: Client,
+    conn: db.Connection,
+    make_worker: WorkerFactory,
+    monkeypatch: Any,
+) -> None:
+    monkeypatch.setattr(runtime, "DEMAND_TICK", 0.1)
+    release = asyncio.Event()
+    started: dict[int, float] = {}
+
+    async def hold(params: Any, ctx: JobContext) -> None:
+        started[ctx.job_id] = time.monotonic()
+        if params.get("hold"):
+            await release.wait()
+
+    worker = make_worker({"hold": hold}, concurrency=1, poll_interval=30.0)
+    producer = await db.connect(pg_dsn, schema)
+    try:
+        async with worker:
+            busy = (await client.enqueue("hold", {"hold": True})).job
+            await wait_status(conn, busy.id, "running")
+
+            async def withdrawn() -> bool:
+                return worker.worker_id not in await _holders(conn)
+
+            await wait_until(withdrawn, "the full worker to withdraw its demand")
+            # The insert sees no demand (no NOTIFY) and stays uncommitted while the worker
+            # finishes, claims nothing, and arms.
+            tx = producer.transaction()
+            await tx.start()
+            racing = (await client.enqueue("hold", connection=producer)).job
+            release.set()
+            await wait_status(conn, busy.id, "succeeded")
+
+            async def armed() -> bool:
+                return worker.worker_id in await _holders(conn)
+
+            await wait_until(armed, "the idle worker to arm")
+            await asyncio.sleep(0.2)
+            committed = time.monotonic()
+            await tx.commit()
+            await wait_status(conn, racing.id, "succeeded", timeout=5)
+        lag = started[racing.id] - committed
+        assert lag < 2.0, f"the racing insert ran {lag:.2f}s after its commit (poll is 30 s)"
+    finally:
+        await producer.close()
