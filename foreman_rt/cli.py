@@ -464,12 +464,17 @@ def worker(
 
 
 def _supervise(ctx: Context, dsn: str, processes: int, metrics_port: int | None) -> NoReturn:
-    from foreman_rt.worker.supervisor import Supervisor, child_argv
+    """Replace this process with the standard-library-only supervisor (same pid), so it does not
+    carry the CLI's imports (about 30 MB) for as long as the workers run."""
+    import os
 
-    argv = sys.argv[1:]
-    base = ["--dsn", dsn, "--schema", ctx.schema, *_strip_options(argv)]
-    code = Supervisor(processes, lambda slot: child_argv(base, slot, metrics_port)).run()
-    sys.exit(code)
+    from foreman_rt.worker import supervisor
+
+    base = ["--dsn", dsn, "--schema", ctx.schema, *_strip_options(sys.argv[1:])]
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, supervisor.exec_argv(processes, base, metrics_port, level))
 
 
 def _strip_options(argv: list[str]) -> list[str]:

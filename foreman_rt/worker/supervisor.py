@@ -1,8 +1,12 @@
 """`foreman-rt worker --processes P`: starts P worker processes, restarts any that dies (with
-backoff), and passes SIGTERM/SIGINT on so they drain; a second signal stops them at once."""
+backoff), and passes SIGTERM/SIGINT on so they drain; a second signal stops them at once.
+
+The CLI execs this file as a script (`exec_argv`), so the supervising process imports only the
+standard library: about 10 MB resident instead of the CLI's 40."""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import subprocess
@@ -78,9 +82,28 @@ class Supervisor:
                 return 0 if all(c in (0, -signal.SIGTERM, -signal.SIGINT) for c in codes) else 1
 
 
+def exec_argv(count: int, base: Sequence[str], metrics_port: int | None, level: str) -> list[str]:
+    """The command line that runs this file as the supervisor of `count` children."""
+    port = "" if metrics_port is None else str(metrics_port)
+    return [sys.executable, "-P", __file__, str(count), json.dumps(list(base)), port, level]
+
+
+def main(args: Sequence[str]) -> int:
+    """Entry point when run as a script: count, base argv (JSON), metrics port, log level."""
+    count, base, port, level = args
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    metrics_port = int(port) if port else None
+    argv: list[str] = json.loads(base)
+    return Supervisor(int(count), lambda slot: child_argv(argv, slot, metrics_port)).run()
+
+
 def child_argv(base: Sequence[str], slot: int, metrics_port: int | None) -> list[str]:
     """The command line of child `slot`: the same options, one process, its own metrics port."""
     argv = [sys.executable, "-m", "foreman_rt", *base, "--processes", "1"]
     if metrics_port is not None:
         argv += ["--metrics-port", str(metrics_port + slot)]
     return argv
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -128,6 +128,11 @@ async def test_three_processes_drain_5000_jobs_exactly_once_then_stop_on_sigterm
 ) -> None:
     sup = procs.worker("supervisor", "--processes", "3", "--concurrency", "32")
     await wait_logged(sup, f"listening on {schema}_wake", times=3)
+    # The CLI replaced itself with the standard-library-only supervisor (same pid): no driver,
+    # no pydantic, loaded in the process that only watches its children.
+    maps = Path(f"/proc/{sup.popen.pid}/maps").read_text()
+    assert "supervisor.py" in Path(f"/proc/{sup.popen.pid}/cmdline").read_text()
+    assert "asyncpg" not in maps and "pydantic_core" not in maps
 
     started = time.monotonic()
     await client.enqueue_many({"kind": "echo", "params": {"n": i}} for i in range(5000))
