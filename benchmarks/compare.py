@@ -872,14 +872,23 @@ class Bench:
 
     # W4 ------------------------------------------------------------------------------------
 
-    async def notify_cost(self, system: System, dsn: str, trigger_on: bool) -> dict[str, Any]:
-        if not trigger_on:
-            table, trigger = system.trigger
-            admin = await system.admin(dsn)
-            try:
+    async def notify_cost(
+        self, system: System, dsn: str, trigger_on: bool, waiting: bool = False
+    ) -> dict[str, Any]:
+        """Inserts/s of single-job transactions. foreman-rt notifies only while a worker waits
+        for inserts; `waiting` holds such a demand row (as an idle worker would) throughout."""
+        admin = await system.admin(dsn)
+        try:
+            if not trigger_on:
+                table, trigger = system.trigger
                 await admin.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
-            finally:
-                await admin.close()
+            if waiting:
+                await admin.execute(
+                    "INSERT INTO wake_demand (holder, queues, expires_at)"
+                    " VALUES ('bench-idle-worker', NULL, now() + interval '1 hour')"
+                )
+        finally:
+            await admin.close()
         async with system.producers(dsn, self.cfg.producers) as producers:
             enqueued, elapsed = await self.produce(producers, self.cfg.notify_seconds, "bench.noop")
         return {"insert_rate": enqueued / elapsed}
@@ -1017,6 +1026,12 @@ def plan(cfg: Config) -> list[Step]:
         Step("w4_on", "W4 notify trigger on", lambda b, s, d: b.notify_cost(s, d, True)),
         Step("w4_off", "W4 notify trigger off", lambda b, s, d: b.notify_cost(s, d, False)),
         Step(
+            "w4_waiting",
+            "W4 notify trigger on, a worker waiting",
+            lambda b, s, d: b.notify_cost(s, d, True, waiting=True),
+            ("foreman-rt",),
+        ),
+        Step(
             "w5",
             f"W5 drain with {retained} finished retained",
             lambda b, s, d: b.drain(s, d, 1, cfg.retained),
@@ -1051,10 +1066,13 @@ class Row:
 
 
 def rows(cfg: Config) -> list[Row]:
-    def notify_cost(cells: Cells) -> float | None:
-        on = cells.get("w4_on", {}).get("insert_rate")
+    def notify_cost(cells: Cells, on_step: str = "w4_on") -> float | None:
+        on = cells.get(on_step, {}).get("insert_rate")
         off = cells.get("w4_off", {}).get("insert_rate")
         return None if on is None or off is None else (1 - on / off) * 100
+
+    def waiting_cost(cells: Cells) -> float | None:
+        return notify_cost(cells, "w4_waiting")
 
     def floor_share(cells: Cells) -> float | None:
         rate = cells.get("w1_p1", {}).get("drain_rate")
@@ -1081,6 +1099,19 @@ def rows(cfg: Config) -> list[Row]:
         Row(f"W4 inserts/s, {p} producers, trigger on", ("w4_on",), "insert_rate", chart=enq),
         Row(f"W4 inserts/s, {p} producers, trigger off", ("w4_off",), "insert_rate", chart=enq),
         Row("W4 notify trigger cost (%)", ("w4_on", "w4_off"), notify_cost, digits=1),
+        Row(
+            f"W4 inserts/s, {p} producers, on, a worker waiting",
+            ("w4_waiting",),
+            "insert_rate",
+            only=fr,
+        ),
+        Row(
+            "W4 cost while a worker waits (%)",
+            ("w4_waiting", "w4_off"),
+            waiting_cost,
+            digits=1,
+            only=fr,
+        ),
         Row(
             f"W5 drain, {cfg.retained:,} retained (jobs/s)",
             ("w5",),
