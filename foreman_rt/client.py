@@ -331,7 +331,8 @@ class Client:
                         job=job.to_json(),
                     )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), min(remaining, 5.0))
+                    async with asyncio.timeout(min(remaining, 5.0)):
+                        await event.wait()
         except TimeoutError:
             raise Timeout(f"job {ident} did not finish within {timeout} s") from None
         finally:

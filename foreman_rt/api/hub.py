@@ -180,7 +180,8 @@ class Hub:
         reads the newest jobs, which covers inserts that did not notify."""
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._demand_changed.wait(), DEMAND_TTL / 3)
+                async with asyncio.timeout(DEMAND_TTL / 3):  # not wait_for: see the runtime
+                    await self._demand_changed.wait()
             self._demand_changed.clear()
             try:
                 await self._demand_tick()

@@ -55,7 +55,8 @@ class Heartbeat:
         wait = self._interval
         while True:
             try:
-                await asyncio.wait_for(self._soon.wait(), wait)
+                async with asyncio.timeout(wait):  # not wait_for: it can swallow a cancel (3.11)
+                    await self._soon.wait()
                 await asyncio.sleep(PROGRESS_DEBOUNCE)
             except TimeoutError:
                 pass

@@ -217,7 +217,10 @@ class Worker:
         backoff = 0.05
         while not self._stopping.is_set():
             try:
-                await asyncio.wait_for(self._wake.wait(), self._idle_timeout())
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the wait completes, and a task would live on.
+                async with asyncio.timeout(self._idle_timeout()):
+                    await self._wake.wait()
             except TimeoutError:
                 self._due_unknown = True  # poll tick or due timer: re-plan after this claim
             self._wake.clear()
