@@ -21,16 +21,25 @@ SETTLE_FIRST_WAIT = 0.002
 class Demand:
     """Arms, renews and disarms one holder's wish for insert notifications."""
 
-    def __init__(self, pool: Pool, holder: str, queues: tuple[str, ...] | None, ttl: float) -> None:
+    def __init__(
+        self,
+        pool: Pool,
+        holder: str,
+        queues: tuple[str, ...] | None,
+        ttl: float,
+        *,
+        counts: bool = False,
+    ) -> None:
         self._pool = pool
         self.holder = holder
         self._queues = None if queues is None else list(queues)
         self.ttl = ttl
+        self.counts = counts  # inserts also append their enqueue counts while this row lives
         self.armed = False
 
     async def arm(self) -> list[int]:
         """Write (or renew) the row; returns the transactions in flight once it is visible."""
-        await self._pool.execute(query("demand_arm"), self.holder, self._queues, self.ttl)
+        await self._write()
         self.armed = True
         xids: list[int] = await self._pool.fetchval(query("demand_in_flight"))
         return xids
@@ -38,7 +47,12 @@ class Demand:
     async def renew(self) -> None:
         """Extend the row while armed (writes it again if a crash emptied the table)."""
         if self.armed:
-            await self._pool.execute(query("demand_arm"), self.holder, self._queues, self.ttl)
+            await self._write()
+
+    async def _write(self) -> None:
+        await self._pool.execute(
+            query("demand_arm"), self.holder, self._queues, self.ttl, self.counts
+        )
 
     async def disarm(self) -> None:
         """Delete the row: inserts stop notifying this holder."""

@@ -130,12 +130,13 @@ CREATE TABLE api_keys (
 -- Unlogged: soft state, written again by every holder when its listener reconnects.
 CREATE UNLOGGED TABLE wake_demand (
     holder     text PRIMARY KEY,
-    queues     text[],                      -- NULL: every queue
+    queues     text[],                      -- NULL: every queue; '{}': none (counts only)
+    counts     boolean NOT NULL DEFAULT false,  -- the holder exports enqueue counts
     expires_at timestamptz NOT NULL
 );
 
--- Each insert statement appends its counts; readers fold them into enqueue_totals. Unlogged:
--- a crash loses only counts not folded yet.
+-- While a live wake_demand row has `counts`, each insert statement appends its counts here;
+-- readers fold them into enqueue_totals. Unlogged: a crash loses only counts not folded yet.
 CREATE UNLOGGED TABLE enqueue_counts (
     kind  text   NOT NULL,
     queue text   NOT NULL,
@@ -149,8 +150,8 @@ CREATE TABLE enqueue_totals (
     PRIMARY KEY (kind, queue)
 );
 
--- Inserts count themselves into enqueue_counts and, while some holder in wake_demand waits on
--- one of their queues, wake it: one NOTIFY per statement on <schema>_wake, payload a JSON array
+-- Inserts count themselves into enqueue_counts while some holder exports counts and, while some
+-- holder in wake_demand waits on one of their queues, wake it: one NOTIFY per statement on <schema>_wake, payload a JSON array
 -- of [queue, kind, count, seconds until the earliest future scheduled_at or null]; "*" when the
 -- list would not fit (listeners then simply claim).
 CREATE FUNCTION notify_jobs_inserted() RETURNS trigger
@@ -158,15 +159,19 @@ LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     payload text;
     inserted_queues text[];
+    wanted boolean;
+    counting boolean;
 BEGIN
-    INSERT INTO enqueue_counts (kind, queue, n)
-    SELECT kind, queue, count(*) FROM new_rows GROUP BY kind, queue;
-
     SELECT array_agg(DISTINCT queue) INTO inserted_queues FROM new_rows WHERE status = 'pending';
-    IF inserted_queues IS NULL OR NOT EXISTS (
-        SELECT 1 FROM wake_demand AS d
-        WHERE d.expires_at > now() AND (d.queues IS NULL OR d.queues && inserted_queues)
-    ) THEN
+    SELECT bool_or(d.queues IS NULL OR d.queues && inserted_queues), bool_or(d.counts)
+    INTO wanted, counting
+    FROM wake_demand AS d WHERE d.expires_at > now();
+
+    IF counting THEN
+        INSERT INTO enqueue_counts (kind, queue, n)
+        SELECT kind, queue, count(*) FROM new_rows GROUP BY kind, queue;
+    END IF;
+    IF inserted_queues IS NULL OR NOT coalesce(wanted, false) THEN
         RETURN NULL;
     END IF;
 

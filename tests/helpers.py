@@ -51,7 +51,7 @@ async def listening(dsn: str, schema: str, channel: str) -> AsyncIterator[Notifi
     await conn.add_listener(channel, seen.on_notify)
     wake = channel == f"{schema}_wake"
     if wake:
-        await conn.execute(query("demand_arm"), "test-listener", None, 600.0)
+        await conn.execute(query("demand_arm"), "test-listener", None, 600.0, False)
     try:
         yield seen
     finally:

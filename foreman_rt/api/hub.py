@@ -66,7 +66,10 @@ class Hub:
         self._new_jobs = False
         self._max_id: int | None = None
         self._dirty = asyncio.Event()
-        self._demand = Demand(pool, f"api:{uuid.uuid4().hex[:12]}", None, DEMAND_TTL)
+        holder = f"api:{uuid.uuid4().hex[:12]}"
+        self._demand = Demand(pool, holder, None, DEMAND_TTL)
+        # The enqueue counter this service exports: inserts count themselves while it runs.
+        self._counting = Demand(pool, holder + ":counts", (), DEMAND_TTL, counts=True)
         self._demand_changed = asyncio.Event()
         channels = Channels.for_schema(schema)
         self.listener = Listener(
@@ -81,8 +84,14 @@ class Hub:
         )
         self._tasks: list[asyncio.Task[None]] = []
 
-    def start(self) -> None:
-        """Start listening and fanning out."""
+    async def start(self) -> None:
+        """Ask inserts to count themselves, then start listening and fanning out."""
+        try:
+            await self._counting.arm()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            log.warning("could not ask inserts to count themselves yet: %s", exc)
         self._tasks = [
             asyncio.create_task(self.listener.run(), name="api-listener"),
             asyncio.create_task(self._fan_out(), name="api-fan-out"),
@@ -97,6 +106,7 @@ class Hub:
         self._metrics.listener_connected.set(0)
         try:
             await self._demand.disarm()
+            await self._counting.disarm()
         except Exception as exc:
             log.warning("could not withdraw the wake demand: %s (it expires by itself)", exc)
 
@@ -141,6 +151,7 @@ class Hub:
     def _on_connect(self) -> None:
         self._metrics.listener_connected.set(1)
         self._demand.forget()  # a restarted database has lost the unlogged demand rows
+        self._counting.forget()
         self._demand_changed.set()
         self._resync_all = True  # anything may have changed while we were away
         self._dirty.set()
@@ -194,6 +205,10 @@ class Hub:
                 self._demand_changed.set()
 
     async def _demand_tick(self) -> None:
+        if self._counting.armed:
+            await self._counting.renew()
+        else:
+            await self._counting.arm()
         if not self._wants_inserts() or not self.connected:
             await self._demand.disarm()
             return

@@ -80,7 +80,7 @@ class Service:
         )
         self._auth = Authenticator(self._client.pool, insecure_no_auth=s.insecure_no_auth)
         self._hub = Hub(self._client.pool, dsn, s.schema, self.metrics)
-        self._hub.start()
+        await self._hub.start()
         # HTTP-only deployments have no foreman-rt worker: the service takes part in the
         # leader election for the reaper and retention too.
         maintenance = Maintenance(

@@ -250,7 +250,7 @@ class Worker:
     async def claim_once(self) -> int:
         """Fill every free slot with one claim statement; returns how many jobs started."""
         assert self._pool is not None
-        free = self.settings.concurrency - len(self._running)
+        free = self.settings.concurrency - len(self._running) - self._unwritten_overflow()
         if free <= 0 or not self._kinds:
             self._saturated = free <= 0
             return 0
@@ -335,6 +335,14 @@ class Worker:
             await self._demand.disarm()
         except Exception as exc:
             log.warning("could not withdraw the wake demand: %s (it expires by itself)", exc)
+
+    def _unwritten_overflow(self) -> int:
+        """Backpressure: finished jobs whose outcome is not yet written take up slots once there
+        are more of them than slots, so a database slower to write than to claim cannot make
+        the buffer (and the memory) grow without bound."""
+        if self._completer is None:
+            return 0
+        return max(0, self._completer.pending - self.settings.concurrency)
 
     async def _plan_next_due(self) -> None:
         """Ask the database when the next delayed job falls due. Needed only when that is
@@ -424,9 +432,13 @@ class Worker:
         """Outcomes were written. Retries become due later with no NOTIFY: claim (nothing yet)
         and so re-plan the timer to the earliest due job."""
         self._forget_written()
-        if retried and not self._stopping.is_set():
+        if self._stopping.is_set():
+            return
+        if retried:
             self._due_unknown = True
             self._wake.set()
+        elif self._saturated:
+            self._wake.set()  # slots held by unwritten outcomes may be free now
 
     def _interrupt(self, rj: RunningJob, reason: StopReason) -> None:
         if rj.done or rj.reason is not None:

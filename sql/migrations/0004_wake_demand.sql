@@ -7,12 +7,14 @@
 -- its row again when its listener reconnects.
 CREATE UNLOGGED TABLE wake_demand (
     holder     text PRIMARY KEY,
-    queues     text[],                      -- NULL: every queue
+    queues     text[],                      -- NULL: every queue; '{}': none (counts only)
+    counts     boolean NOT NULL DEFAULT false,  -- the holder exports enqueue counts
     expires_at timestamptz NOT NULL
 );
 
 -- Enqueue counts no longer ride on the notifications (those are now skipped while nobody
--- waits): each insert statement appends its counts here, and readers (the service at scrape
+-- waits): while a live wake_demand row has `counts` (a running `foreman-rt api`, which exports
+-- them), each insert statement appends its counts here, and readers (the service at scrape
 -- time, the maintenance leader every 10 s) fold them into enqueue_totals in one statement.
 -- Unlogged, because WAL for a second row per insert measurably slowed single-job enqueues; a
 -- crash loses only the counts not folded yet (a Prometheus counter survives such a dip).
@@ -34,15 +36,19 @@ LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     payload text;
     inserted_queues text[];
+    wanted boolean;
+    counting boolean;
 BEGIN
-    INSERT INTO enqueue_counts (kind, queue, n)
-    SELECT kind, queue, count(*) FROM new_rows GROUP BY kind, queue;
-
     SELECT array_agg(DISTINCT queue) INTO inserted_queues FROM new_rows WHERE status = 'pending';
-    IF inserted_queues IS NULL OR NOT EXISTS (
-        SELECT 1 FROM wake_demand AS d
-        WHERE d.expires_at > now() AND (d.queues IS NULL OR d.queues && inserted_queues)
-    ) THEN
+    SELECT bool_or(d.queues IS NULL OR d.queues && inserted_queues), bool_or(d.counts)
+    INTO wanted, counting
+    FROM wake_demand AS d WHERE d.expires_at > now();
+
+    IF counting THEN
+        INSERT INTO enqueue_counts (kind, queue, n)
+        SELECT kind, queue, count(*) FROM new_rows GROUP BY kind, queue;
+    END IF;
+    IF inserted_queues IS NULL OR NOT coalesce(wanted, false) THEN
         RETURN NULL;
     END IF;
 

@@ -37,7 +37,7 @@ async def test_inserts_notify_only_while_a_live_demand_row_covers_their_queue(
         await client.enqueue("nobody-waits")
         assert await _quiet(seen) == [], "an insert notified with no demand row"
 
-        await conn.execute(query("demand_arm"), "w-a", ["a"], 60.0)
+        await conn.execute(query("demand_arm"), "w-a", ["a"], 60.0, False)
         await client.enqueue("other-queue", queue="b")
         assert await _quiet(seen) == [], "demand for queue a woke an insert into queue b"
         await client.enqueue("wanted", queue="a")
@@ -51,7 +51,7 @@ async def test_inserts_notify_only_while_a_live_demand_row_covers_their_queue(
         await client.enqueue("expired", queue="a")
         assert await _quiet(seen) == [], "an expired demand row still woke inserts"
 
-        await conn.execute(query("demand_arm"), "w-all", None, 60.0)
+        await conn.execute(query("demand_arm"), "w-all", None, 60.0, False)
         await client.enqueue("any-queue", queue="zzz")
         assert json.loads(await seen.next()) == [["zzz", "any-queue", 1, None]]
 
@@ -95,6 +95,13 @@ async def test_arming_reports_the_inserts_in_flight_and_settles_when_they_end(
 async def test_enqueue_totals_are_exact_and_concurrent_folds_never_double_count(
     pg_dsn: str, schema: str, client: Client, conn: db.Connection
 ) -> None:
+    # Inserts count themselves only while some holder (a running service) exports the counts.
+    await client.enqueue("uncounted")
+    assert await conn.fetchval("SELECT count(*) FROM enqueue_counts") == 0
+    counting = Demand(client.pool, "service-counts", (), 60.0, counts=True)
+    await counting.arm()
+    listen = await db.connect(pg_dsn, schema)
+    seen = await _wake_listener(listen, schema)
     await client.enqueue_many([{"kind": "a", "params": {"n": i}} for i in range(250)])
     for _ in range(5):
         await client.enqueue("b", queue="q2")
@@ -122,6 +129,11 @@ async def test_enqueue_totals_are_exact_and_concurrent_folds_never_double_count(
         assert all(r.get(k, 0) <= v for k, v in final.items())
     assert await conn.fetchval("SELECT count(*) FROM enqueue_counts") == 0
 
+    await client.enqueue("b", queue="q2")
+    assert (await fold())[("b", "q2")] == 6
+    assert await _quiet(seen, 0.1) == [], "a counts-only holder must not ask for wake-ups"
+    await listen.close()
+    await counting.disarm()
     await client.enqueue("b", queue="q2")
     assert (await fold())[("b", "q2")] == 6
 

@@ -104,3 +104,36 @@ async def test_insert_racing_the_arming_runs_without_waiting_for_the_safety_poll
         assert lag < 2.0, f"the racing insert ran {lag:.2f}s after its commit (poll is 30 s)"
     finally:
         await producer.close()
+
+
+async def test_outcomes_waiting_to_be_written_hold_back_claims(
+    client: Client, conn: db.Connection, make_worker: WorkerFactory, monkeypatch: Any
+) -> None:
+    """Backpressure: while outcomes cannot be written, a worker claims at most one more set of
+    slots beyond them, so its buffer (and memory) stays bounded."""
+    from foreman_rt.worker.completer import Completer
+
+    gate = asyncio.Event()
+    real = Completer.run_once
+
+    async def slow_run_once(self: Completer) -> int:
+        await gate.wait()  # the database "cannot keep up" until the gate opens
+        return await real(self)
+
+    monkeypatch.setattr(Completer, "run_once", slow_run_once)
+
+    async def noop(params: Any, ctx: JobContext) -> None:
+        return None
+
+    await client.enqueue_many([{"kind": "n", "params": {"i": i}} for i in range(200)])
+    async with make_worker({"n": noop}, concurrency=5, poll_interval=0.2):
+        await asyncio.sleep(1.5)  # several poll ticks: claims would keep coming without a bound
+        claimed = await conn.fetchval("SELECT count(*) FROM job_runs")
+        assert 5 <= claimed <= 10, f"{claimed} runs claimed while no outcome could be written"
+        gate.set()
+
+        async def all_done() -> bool:
+            n = await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+            return bool(n == 200)
+
+        await wait_until(all_done, "every job to finish once outcomes can be written")
