@@ -338,11 +338,13 @@ class Worker:
 
     def _unwritten_overflow(self) -> int:
         """Backpressure: finished jobs whose outcome is not yet written take up slots once there
-        are more of them than slots, so a database slower to write than to claim cannot make
-        the buffer (and the memory) grow without bound."""
+        are more of them than a full flush batch (or the slots, if more), so a database slower
+        to write than to claim cannot grow the buffer (and the memory) without bound, while
+        completions still go out in full batches."""
         if self._completer is None:
             return 0
-        return max(0, self._completer.pending - self.settings.concurrency)
+        allowed = max(self.settings.concurrency, self.settings.flush_max)
+        return max(0, self._completer.pending - allowed)
 
     async def _plan_next_due(self) -> None:
         """Ask the database when the next delayed job falls due. Needed only when that is

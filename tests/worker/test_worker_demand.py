@@ -109,8 +109,8 @@ async def test_insert_racing_the_arming_runs_without_waiting_for_the_safety_poll
 async def test_outcomes_waiting_to_be_written_hold_back_claims(
     client: Client, conn: db.Connection, make_worker: WorkerFactory, monkeypatch: Any
 ) -> None:
-    """Backpressure: while outcomes cannot be written, a worker claims at most one more set of
-    slots beyond them, so its buffer (and memory) stays bounded."""
+    """Backpressure: while outcomes cannot be written, a worker claims at most one flush batch
+    (or one set of slots, if larger) beyond them, so its buffer (and memory) stays bounded."""
     from foreman_rt.worker.completer import Completer
 
     gate = asyncio.Event()
@@ -126,7 +126,7 @@ async def test_outcomes_waiting_to_be_written_hold_back_claims(
         return None
 
     await client.enqueue_many([{"kind": "n", "params": {"i": i}} for i in range(200)])
-    async with make_worker({"n": noop}, concurrency=5, poll_interval=0.2):
+    async with make_worker({"n": noop}, concurrency=5, poll_interval=0.2, flush_max=5):
         await asyncio.sleep(1.5)  # several poll ticks: claims would keep coming without a bound
         claimed = await conn.fetchval("SELECT count(*) FROM job_runs")
         assert 5 <= claimed <= 10, f"{claimed} runs claimed while no outcome could be written"
