@@ -39,20 +39,21 @@ class Demand:
 
     async def arm(self) -> list[int]:
         """Write (or renew) the row; returns the transactions in flight once it is visible."""
-        await self._write()
-        self.armed = True
+        await self.write()
         xids: list[int] = await self._pool.fetchval(query("demand_in_flight"))
         return xids
 
     async def renew(self) -> None:
         """Extend the row while armed (writes it again if a crash emptied the table)."""
         if self.armed:
-            await self._write()
+            await self.write()
 
-    async def _write(self) -> None:
+    async def write(self) -> None:
+        """Write (or extend) the row now, armed or not; no in-flight read (counting rows)."""
         await self._pool.execute(
             query("demand_arm"), self.holder, self._queues, self.ttl, self.counts
         )
+        self.armed = True
 
     async def disarm(self) -> None:
         """Delete the row: inserts stop notifying this holder."""

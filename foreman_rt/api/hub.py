@@ -87,7 +87,7 @@ class Hub:
     async def start(self) -> None:
         """Ask inserts to count themselves, then start listening and fanning out."""
         try:
-            await self._counting.arm()
+            await self._counting.write()
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -128,7 +128,7 @@ class Hub:
         self._metrics.sse_clients.set(len(self._subs))
 
     def _on_wake(self, payload: str) -> None:
-        if any(sub.job_id is None for sub in self._subs):
+        if self._wants_inserts():
             self._new_jobs = True  # tenant streams show creations too
             self._dirty.set()
 
@@ -151,7 +151,6 @@ class Hub:
     def _on_connect(self) -> None:
         self._metrics.listener_connected.set(1)
         self._demand.forget()  # a restarted database has lost the unlogged demand rows
-        self._counting.forget()
         self._demand_changed.set()
         self._resync_all = True  # anything may have changed while we were away
         self._dirty.set()
@@ -205,10 +204,7 @@ class Hub:
                 self._demand_changed.set()
 
     async def _demand_tick(self) -> None:
-        if self._counting.armed:
-            await self._counting.renew()
-        else:
-            await self._counting.arm()
+        await self._counting.write()
         if not self._wants_inserts() or not self.connected:
             await self._demand.disarm()
             return
