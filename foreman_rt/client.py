@@ -215,7 +215,8 @@ class Client:
         self, spec: JobSpec, *, connection: asyncpg.Connection | None = None
     ) -> EnqueueResult:
         """Enqueue a pre-validated JobSpec."""
-        sql = query_in("enqueue", self.schema)
+        name = "enqueue" if spec.idempotency_key is not None else "enqueue_new"
+        sql = query_in(name, self.schema)
         row = await self._fetchrow(sql, *_spec_args(spec), connection=connection)
         assert row is not None
         data = dict(row)

@@ -7,7 +7,8 @@
 -- It is a reference, never run by `foreman-rt migrate` (the ledger table schema_migrations is
 -- created by the migration runner and is not declared here).
 --
--- Declared state: migrations 0001_init, 0002_api_keys, 0003_wake_due and 0004_wake_demand.
+-- Declared state: migrations 0001_init, 0002_api_keys, 0003_wake_due, 0004_wake_demand and
+-- 0005_idempotency_index.
 -- Runs with search_path set to the target schema; every object is created there.
 -- Functions pin that search_path (SET search_path FROM CURRENT) so they behave the same
 -- whatever search_path the calling session uses.
@@ -46,8 +47,7 @@ CREATE TABLE jobs (
         CHECK (coalesce(backoff_base_seconds, 0) >= 0 AND coalesce(backoff_max_seconds, 0) >= 0),
     CONSTRAINT jobs_terminal_check
         CHECK ((status IN ('succeeded', 'failed', 'cancelled')) = (completed_at IS NOT NULL)),
-    CONSTRAINT jobs_started_check CHECK (status <> 'running' OR started_at IS NOT NULL),
-    CONSTRAINT jobs_idempotency_key UNIQUE (tenant, kind, idempotency_key)
+    CONSTRAINT jobs_started_check CHECK (status <> 'running' OR started_at IS NOT NULL)
 ) WITH (
     fillfactor = 80,
     autovacuum_vacuum_scale_factor = 0.02,
@@ -60,6 +60,9 @@ CREATE TABLE jobs (
 -- pending rows only, so it stays small however many finished jobs are kept.
 CREATE INDEX jobs_claim ON jobs (priority DESC, scheduled_at, id)
     WHERE status = 'pending';
+-- One job per (tenant, kind, idempotency key); jobs without a key stay out of the index.
+CREATE UNIQUE INDEX jobs_idempotency ON jobs (tenant, kind, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 -- Retention deletes old terminal jobs through this index.
 CREATE INDEX jobs_completed ON jobs (completed_at)
     WHERE status IN ('succeeded', 'failed', 'cancelled');
@@ -297,7 +300,8 @@ BEGIN
                 coalesce(p_max_attempts, 3), p_idempotency_key,
                 coalesce(p_tenant, 'default'), p_service,
                 p_backoff_base_seconds, p_backoff_max_seconds)
-        ON CONFLICT ON CONSTRAINT jobs_idempotency_key DO NOTHING
+        ON CONFLICT (tenant, kind, idempotency_key) WHERE idempotency_key IS NOT NULL
+        DO NOTHING
         RETURNING * INTO job;
         IF FOUND THEN
             created := true;

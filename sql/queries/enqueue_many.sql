@@ -19,7 +19,7 @@ WITH input AS MATERIALIZED (
            coalesce(scheduled_at, now() + make_interval(secs => coalesce(delay, 0))),
            max_attempts, idempotency_key, tenant, service, backoff_base, backoff_max
     FROM input ORDER BY ord
-    ON CONFLICT ON CONSTRAINT jobs_idempotency_key DO NOTHING
+    ON CONFLICT (tenant, kind, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 )
 SELECT coalesce(ins.id, existing.id) AS id, ins.id IS NOT NULL AS created
