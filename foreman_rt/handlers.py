@@ -8,7 +8,7 @@ import inspect
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel
@@ -33,6 +33,7 @@ class Cancelled(Exception):
 
 
 ProgressSink = Callable[["JobContext"], None]
+_EVENT_LOCK = threading.Lock()
 
 
 @dataclass(slots=True, eq=False)
@@ -47,20 +48,33 @@ class JobContext:
     attempt: int
     max_attempts: int
     _on_progress: ProgressSink | None = None
-    cancel_event: threading.Event = field(default_factory=threading.Event)
+    _cancel_event: threading.Event | None = None
     progress_current: int | None = None
     progress_total: int | None = None
     progress_message: str | None = None
     progress_dirty: bool = False
 
     @property
+    def cancel_event(self) -> threading.Event:
+        """Set once a cancel was requested; sync handlers may wait on it. Made on first use:
+        most jobs never ask, and an Event per job cost about 6 % of a no-op drain."""
+        event = self._cancel_event
+        if event is None:
+            with _EVENT_LOCK:  # the worker's loop and a handler thread may both ask first
+                event = self._cancel_event
+                if event is None:
+                    event = self._cancel_event = threading.Event()
+        return event
+
+    @property
     def cancelled(self) -> bool:
         """True once a cancel was requested (sync handlers poll this)."""
-        return self.cancel_event.is_set()
+        event = self._cancel_event
+        return event is not None and event.is_set()
 
     def raise_if_cancelled(self) -> None:
         """Raise Cancelled if a cancel was requested."""
-        if self.cancel_event.is_set():
+        if self.cancelled:
             raise Cancelled(f"job {self.job_id} was cancelled")
 
     async def progress(

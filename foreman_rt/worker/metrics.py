@@ -66,3 +66,22 @@ class WorkerMetrics:
         self.retention_deleted = Counter(
             "foreman_retention_deleted", "Terminal jobs deleted by retention.", registry=r
         )
+        self._claim_wait_children: dict[str, Histogram] = {}
+        self._finished_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+
+    def claim_wait_of(self, kind: str) -> Histogram:
+        """The claim-wait histogram of one kind, its labelled child cached (labels() costs
+        more than the observation itself on the per-job path)."""
+        child = self._claim_wait_children.get(kind)
+        if child is None:
+            child = self._claim_wait_children[kind] = self.claim_wait.labels(kind)
+        return child
+
+    def finished_of(self, kind: str, outcome: str) -> tuple[Counter, Histogram]:
+        """The outcome counter and run-duration histogram of one (kind, outcome), cached."""
+        key = (kind, outcome)
+        pair = self._finished_children.get(key)
+        if pair is None:
+            pair = (self.outcomes.labels(kind, outcome), self.run_duration.labels(kind, outcome))
+            self._finished_children[key] = pair
+        return pair

@@ -80,6 +80,7 @@ class Worker:
         self.handlers = _as_handlers(handlers or {})
         self.metrics = metrics or WorkerMetrics()
         self.metrics.slots_total.set(self.settings.concurrency)
+        self.metrics.slots_busy.set_function(lambda: len(self._running))  # read at scrape
         self._kinds = sorted(self.handlers)
         self._queue_set = None if self.settings.queues is None else frozenset(self.settings.queues)
         self._kind_set = frozenset(self._kinds)
@@ -368,10 +369,6 @@ class Worker:
         assert self._loop is not None
         kind = row["kind"]
         loop = self._loop
-
-        def on_progress(_ctx: JobContext) -> None:
-            loop.call_soon_threadsafe(self._progress_reported)
-
         ctx = JobContext(
             job_id=row["id"],
             run_id=row["run_id"],
@@ -380,7 +377,7 @@ class Worker:
             tenant=row["tenant"],
             attempt=row["attempt_count"],
             max_attempts=row["max_attempts"],
-            _on_progress=on_progress,
+            _on_progress=self._on_progress,
         )
         attempt = Attempt(
             row["run_id"],
@@ -391,9 +388,13 @@ class Worker:
         )
         rj = RunningJob(ctx, attempt, self.handlers[kind], row["params"], time.perf_counter())
         self._running[ctx.run_id] = rj
-        self.metrics.claim_wait.labels(kind).observe(max(row["wait_seconds"], 0.0))
+        self.metrics.claim_wait_of(kind).observe(max(row["wait_seconds"], 0.0))
         rj.task = loop.create_task(self._execute(rj), name=f"job-{ctx.job_id}")
-        self.metrics.slots_busy.set(len(self._running))
+
+    def _on_progress(self, _ctx: JobContext) -> None:
+        """A handler reported progress (from any thread): heartbeat early."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._progress_reported)
 
     # -- executing ----------------------------------------------------------------------------
 
@@ -421,12 +422,9 @@ class Worker:
         self._completer.add(outcome)
         if not isinstance(outcome, Discard):
             self._unwritten[rj.ctx.run_id] = rj.ctx
-        label = type(outcome).__name__.lower()
-        self.metrics.outcomes.labels(rj.ctx.kind, label).inc()
-        self.metrics.run_duration.labels(rj.ctx.kind, label).observe(
-            time.perf_counter() - rj.started
-        )
-        self.metrics.slots_busy.set(len(self._running))
+        count, duration = self.metrics.finished_of(rj.ctx.kind, type(outcome).__name__.lower())
+        count.inc()
+        duration.observe(time.perf_counter() - rj.started)
         if self._saturated and not self._stopping.is_set():
             self._wake.set()
 
