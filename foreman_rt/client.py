@@ -346,7 +346,8 @@ class Client:
             return await connection.fetch(sql, *args)
         for attempt in range(3):
             try:
-                return await self.pool.fetch(sql, *args)
+                with db.own_statement():
+                    return await self.pool.fetch(sql, *args)
             except Exception as exc:
                 if attempt < 2 and retry_at_once(exc):
                     continue  # rolled back by the server: the same statement again is safe
