@@ -997,7 +997,45 @@ class Bench:
             await conn.close()
         if done != n:
             raise RuntimeError(f"claimed {done} of {n}")
-        return {"rate": n / elapsed}
+        return {"rate": n / elapsed, "minimal_rate": await self.minimal_floor(dsn)}
+
+    async def minimal_floor(self, dsn: str) -> float:
+        """The cheapest durable queue PostgreSQL allows: one table, one partial index, claim by
+        UPDATE ... SKIP LOCKED, completion by DELETE, no history, the same loop and batch as
+        the SQL floor. Shows what foreman-rt's record (finished jobs, run rows) costs."""
+        n = self.cfg.jobs
+        conn = await asyncpg.connect(dsn, timeout=30)
+        try:
+            await conn.execute(
+                "DROP SCHEMA IF EXISTS minimal_queue CASCADE; CREATE SCHEMA minimal_queue;"
+                " CREATE TABLE minimal_queue.q (id bigint GENERATED ALWAYS AS IDENTITY"
+                " PRIMARY KEY, status text NOT NULL DEFAULT 'pending', params jsonb NOT NULL);"
+                " CREATE INDEX q_ready ON minimal_queue.q (id) WHERE status = 'pending'"
+            )
+            params = [json.dumps(probe.params(i)) for i in range(n)]
+            await conn.execute(
+                "INSERT INTO minimal_queue.q (params) SELECT p::jsonb FROM unnest($1::text[]) p",
+                params,
+            )
+            await conn.execute("ANALYZE minimal_queue.q")
+            claim = (
+                "UPDATE minimal_queue.q SET status = 'running' WHERE id IN (SELECT id FROM"
+                " minimal_queue.q WHERE status = 'pending' ORDER BY id LIMIT $1"
+                " FOR UPDATE SKIP LOCKED) RETURNING id, params"
+            )
+            done = 0
+            t0 = time.perf_counter()
+            while rows := await conn.fetch(claim, 100):
+                ids = [r["id"] for r in rows]
+                await conn.execute("DELETE FROM minimal_queue.q WHERE id = ANY ($1::bigint[])", ids)
+                done += len(rows)
+            elapsed = time.perf_counter() - t0
+            await conn.execute("DROP SCHEMA minimal_queue CASCADE")
+        finally:
+            await conn.close()
+        if done != n:
+            raise RuntimeError(f"minimal queue claimed {done} of {n}")
+        return n / elapsed
 
 
 # -- the plan, results, table, JSON and chart -------------------------------------------------
@@ -1127,6 +1165,12 @@ def rows(cfg: Config) -> list[Row]:
         Row("memory: idle RSS after W1 (MB)", ("w1_p1",), "rss_idle_mb", chart=mem),
         Row("memory: W1 peak RSS, 2 processes (MB)", ("w1_p2",), "rss_peak_mb", chart=mem),
         Row("SQL floor: bare claim+complete (jobs/s)", ("floor",), "rate", only=fr),
+        Row(
+            "minimal queue floor: 1 table, no history (jobs/s)",
+            ("floor",),
+            "minimal_rate",
+            only=fr,
+        ),
         Row(
             "W1 1 process as % of SQL floor",
             ("w1_p1", "floor"),
