@@ -7,8 +7,8 @@
 -- It is a reference, never run by `foreman-rt migrate` (the ledger table schema_migrations is
 -- created by the migration runner and is not declared here).
 --
--- Declared state: migrations 0001_init, 0002_api_keys, 0003_wake_due, 0004_wake_demand and
--- 0005_idempotency_index.
+-- Declared state: migrations 0001_init, 0002_api_keys, 0003_wake_due, 0004_wake_demand,
+-- 0005_idempotency_index and 0006_wake_fast_path.
 -- Runs with search_path set to the target schema; every object is created there.
 -- Functions pin that search_path (SET search_path FROM CURRENT) so they behave the same
 -- whatever search_path the calling session uses.
@@ -162,20 +162,33 @@ LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     payload text;
     inserted_queues text[];
+    holders bigint;
+    every_queue boolean;
     wanted boolean;
     counting boolean;
 BEGIN
-    SELECT array_agg(DISTINCT queue) INTO inserted_queues FROM new_rows WHERE status = 'pending';
-    SELECT bool_or(d.queues IS NULL OR d.queues && inserted_queues), bool_or(d.counts)
-    INTO wanted, counting
+    SELECT count(*), bool_or(d.counts), bool_or(d.queues IS NULL)
+    INTO holders, counting, every_queue
     FROM wake_demand AS d WHERE d.expires_at > now();
+    IF holders = 0 THEN
+        RETURN NULL;
+    END IF;
 
     IF counting THEN
         INSERT INTO enqueue_counts (kind, queue, n)
         SELECT kind, queue, count(*) FROM new_rows GROUP BY kind, queue;
     END IF;
-    IF inserted_queues IS NULL OR NOT coalesce(wanted, false) THEN
+    SELECT array_agg(DISTINCT queue) INTO inserted_queues FROM new_rows WHERE status = 'pending';
+    IF inserted_queues IS NULL THEN
         RETURN NULL;
+    END IF;
+    wanted := every_queue;
+    IF NOT wanted THEN
+        SELECT bool_or(d.queues && inserted_queues) INTO wanted
+        FROM wake_demand AS d WHERE d.expires_at > now();
+        IF NOT coalesce(wanted, false) THEN
+            RETURN NULL;
+        END IF;
     END IF;
 
     SELECT json_agg(json_build_array(queue, kind, n, due))::text INTO payload
