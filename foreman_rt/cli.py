@@ -10,12 +10,11 @@ import logging
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 
 from foreman_rt import aio, db, embedded, migrations, output
-from foreman_rt.client import Client
 from foreman_rt.config import DEFAULT_SCHEMA, validate_schema
 from foreman_rt.errors import (
     ConfigurationError,
@@ -25,7 +24,10 @@ from foreman_rt.errors import (
     NotFound,
     Timeout,
 )
-from foreman_rt.jobs import JobStatus
+from foreman_rt.values import JobStatus
+
+if TYPE_CHECKING:  # the client (and pydantic) load only for commands that use them
+    from foreman_rt.client import Client
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -47,6 +49,8 @@ class Context:
 
     async def client(self) -> Client:
         """A connected client (checks that the schema is migrated)."""
+        from foreman_rt.client import Client
+
         return await Client.connect(self.resolve(), self.schema, max_size=2)
 
 

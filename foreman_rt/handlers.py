@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import TYPE_CHECKING, Any, get_type_hints
 
-from pydantic import BaseModel
+from foreman_rt.values import BIGINT_MAX, clean_text
 
-from foreman_rt.jobs import BIGINT_MAX, clean_text
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 
 class Retry(Exception):
@@ -148,11 +150,17 @@ class Handler:
 
 
 def _params_model(fn: HandlerFn, name: str) -> type[BaseModel] | None:
+    """The pydantic model `fn` takes as params, if any. Looked up through sys.modules: a model
+    class exists only once its module imported pydantic, so processes whose handlers take
+    plain JSON never load it."""
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is None:
+        return None
     try:
         hints = get_type_hints(fn)
     except Exception:
         return None
     hint = hints.get(name)
-    if isinstance(hint, type) and issubclass(hint, BaseModel):
+    if isinstance(hint, type) and issubclass(hint, pydantic.BaseModel):
         return hint
     return None

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from foreman_rt.db import AnyConnection
 from foreman_rt.errors import InvalidInput, NotFound
-from foreman_rt.jobs import validate_name
+from foreman_rt.values import validate_name
 
 SCOPES = ("enqueue", "read", "work", "cancel")
 KEY_PREFIX = "frt_"

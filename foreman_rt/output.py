@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from foreman_rt.jobs import Job, Run
+if TYPE_CHECKING:
+    from foreman_rt.jobs import Job, Run
 
 JOB_COLUMNS = ("id", "kind", "queue", "status", "attempt_count", "max_attempts", "enqueued_at")
 RUN_COLUMNS = ("id", "attempt", "worker_id", "status", "started_at", "finished_at", "error")

@@ -10,7 +10,7 @@ from typing import Any
 
 from foreman_rt.errors import ConfigurationError
 from foreman_rt.handlers import Handler
-from foreman_rt.jobs import validate_name
+from foreman_rt.values import validate_name
 
 GROUP = "foreman_rt.handlers"
 

@@ -14,8 +14,8 @@ import asyncpg
 
 from foreman_rt.db import Pool
 from foreman_rt.dberrors import is_transient, recover
-from foreman_rt.jobs import clean_text
 from foreman_rt.sql import query
+from foreman_rt.values import clean_text
 from foreman_rt.worker.metrics import WorkerMetrics
 from foreman_rt.worker.outcome import Discard, Failed, Outcome, Succeeded
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import traceback
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from pydantic import ValidationError
-
 from foreman_rt.errors import InvalidInput
 from foreman_rt.handlers import Cancelled, PermanentError, Retry
-from foreman_rt.jobs import clean_text, encode_params
 from foreman_rt.retry import RetryPolicy
+from foreman_rt.values import clean_text, encode_params
 
 ERROR_MAX_CHARS = 16_000
 
@@ -94,7 +93,7 @@ def failed(
         return Failed(attempt.run_id, "abandoned", "worker shut down before the job finished", 0.0)
     if isinstance(exc, PermanentError):
         return Failed(attempt.run_id, "failed", _describe(exc), None)
-    if isinstance(exc, ValidationError):
+    if _invalid_params(exc):
         text = clean_text(f"invalid params: {exc}"[:ERROR_MAX_CHARS])
         return Failed(attempt.run_id, "failed", text, None)
     if isinstance(exc, Retry) and exc.delay is not None:
@@ -102,3 +101,11 @@ def failed(
     else:
         delay = policy.delay(attempt.attempt, base=attempt.backoff_base, cap=attempt.backoff_max)
     return Failed(attempt.run_id, "failed", _describe(exc), delay)
+
+
+def _invalid_params(exc: BaseException) -> bool:
+    """A pydantic ValidationError (params that do not fit the handler's model). Checked through
+    sys.modules: none can be raised before pydantic is imported, and workers whose handlers
+    take plain JSON never import it."""
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(exc, pydantic.ValidationError)

@@ -8,8 +8,8 @@ import uuid
 from dataclasses import dataclass, field
 
 from foreman_rt.errors import InvalidInput
-from foreman_rt.jobs import validate_name
 from foreman_rt.retry import RetryPolicy
+from foreman_rt.values import validate_name
 
 
 def default_worker_id() -> str:

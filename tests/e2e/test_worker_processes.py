@@ -133,6 +133,12 @@ async def test_three_processes_drain_5000_jobs_exactly_once_then_stop_on_sigterm
     maps = Path(f"/proc/{sup.popen.pid}/maps").read_text()
     assert "supervisor.py" in Path(f"/proc/{sup.popen.pid}/cmdline").read_text()
     assert "asyncpg" not in maps and "pydantic_core" not in maps
+    # Its workers load the driver but not pydantic: these handlers take plain JSON params.
+    children = Path(f"/proc/{sup.popen.pid}/task/{sup.popen.pid}/children").read_text().split()
+    assert len(children) == 3
+    for child in children:
+        child_maps = Path(f"/proc/{child}/maps").read_text()
+        assert "asyncpg" in child_maps and "pydantic_core" not in child_maps
 
     started = time.monotonic()
     await client.enqueue_many({"kind": "echo", "params": {"n": i}} for i in range(5000))
