@@ -61,6 +61,8 @@ class Config:
     latency_jobs: int = 200  # W3
     latency_gap: float = 0.020  # W3: seconds between jobs
     notify_seconds: float = 10.0  # W4 (each of trigger on and off)
+    notify_slices: int = 12  # W4 interleaved: alternating on/off slices in one database
+    notify_slice_seconds: float = 2.0
     retained: int = 1_000_000  # W5: finished jobs kept in the tables
     cancel_jobs: int = 50  # W6
     sse_jobs: int = 100  # W7
@@ -78,6 +80,8 @@ class Config:
                 latency_jobs=50,
                 sse_jobs=30,
                 notify_seconds=5.0,
+                notify_slices=6,
+                notify_slice_seconds=1.0,
                 retained=200_000,
                 drain_timebox=30.0,
             )
@@ -893,6 +897,32 @@ class Bench:
             enqueued, elapsed = await self.produce(producers, self.cfg.notify_seconds, "bench.noop")
         return {"insert_rate": enqueued / elapsed}
 
+    async def notify_cost_interleaved(self, system: System, dsn: str) -> dict[str, Any]:
+        """W4 in one database with the same producers: short slices with the trigger on and
+        off in ABBA order (on, off, off, on, ...), so drift on a shared machine (checkpoints,
+        neighbours) falls on both states alike. Cost: 1 - median(on) / median(off)."""
+        table, trigger = system.trigger
+        admin = await system.admin(dsn)
+        rates: dict[bool, list[float]] = {True: [], False: []}
+        try:
+            async with system.producers(dsn, self.cfg.producers) as producers:
+                for i in range(self.cfg.notify_slices):
+                    on = (i % 2 == 0) == (i // 2 % 2 == 0)
+                    state = "ENABLE" if on else "DISABLE"
+                    await admin.execute(f"ALTER TABLE {table} {state} TRIGGER {trigger}")
+                    enqueued, elapsed = await self.produce(
+                        producers, self.cfg.notify_slice_seconds, "bench.noop"
+                    )
+                    rates[on].append(enqueued / elapsed)
+        finally:
+            await admin.close()
+        on_rate, off_rate = statistics.median(rates[True]), statistics.median(rates[False])
+        return {
+            "on_rate": on_rate,
+            "off_rate": off_rate,
+            "cost_pct": (1 - on_rate / off_rate) * 100,
+        }
+
     # W6 ------------------------------------------------------------------------------------
 
     async def cancel_latency(self, system: System, dsn: str) -> dict[str, Any]:
@@ -1070,6 +1100,11 @@ def plan(cfg: Config) -> list[Step]:
             ("foreman-rt",),
         ),
         Step(
+            "w4_mix",
+            "W4 interleaved on/off slices",
+            lambda b, s, d: b.notify_cost_interleaved(s, d),
+        ),
+        Step(
             "w5",
             f"W5 drain with {retained} finished retained",
             lambda b, s, d: b.drain(s, d, 1, cfg.retained),
@@ -1150,6 +1185,9 @@ def rows(cfg: Config) -> list[Row]:
             digits=1,
             only=fr,
         ),
+        Row("W4 interleaved slices: inserts/s, trigger on", ("w4_mix",), "on_rate"),
+        Row("W4 interleaved slices: inserts/s, trigger off", ("w4_mix",), "off_rate"),
+        Row("W4 interleaved slices: trigger cost (%)", ("w4_mix",), "cost_pct", digits=1),
         Row(
             f"W5 drain, {cfg.retained:,} retained (jobs/s)",
             ("w5",),
