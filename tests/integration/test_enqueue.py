@@ -202,3 +202,18 @@ async def test_every_invalid_enqueue_raises_its_code_and_writes_nothing(
             wrong.append(f"{name}: accepted")
     assert wrong == []
     assert await count_jobs(conn) == 0
+
+
+async def test_an_insert_on_a_connection_with_another_search_path_wakes_this_schema(
+    pg_dsn: str, schema: str, client: Client, conn: db.Connection
+) -> None:
+    # The insert trigger pins its schema (SET search_path FROM CURRENT): a caller's connection
+    # whose search_path is public must still reach this schema's demand rows and channel.
+    raw = await asyncpg.connect(pg_dsn)
+    try:
+        assert await raw.fetchval("SELECT current_schema()") == "public"
+        async with listening(pg_dsn, schema, f"{schema}_wake") as wake:
+            await client.enqueue("from-public", connection=raw)
+            assert json.loads(await wake.next()) == [["default", "from-public", 1, None]]
+    finally:
+        await raw.close()
