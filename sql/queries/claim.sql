@@ -1,6 +1,8 @@
 -- Fill up to $3 free slots in one statement: lock ready rows (priority, then due time, then
 -- age) with SKIP LOCKED, mark them running, and write each attempt's run row with a lease from
 -- the database clock. $1: queues (NULL: every queue), $2: kinds this worker handles.
+-- The picked ids go in as an array so the update always reaches its rows by primary key; a join
+-- to the CTE let the planner hash-join a sequential scan of jobs while the table was small.
 WITH picked AS (
     SELECT id FROM jobs
     WHERE status = 'pending'
@@ -16,7 +18,7 @@ WITH picked AS (
         attempt_count = j.attempt_count + 1,
         started_at = coalesce(j.started_at, now()),
         updated_at = now()
-    FROM picked WHERE j.id = picked.id
+    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
     RETURNING j.id, j.kind, j.queue, j.tenant, j.params, j.attempt_count, j.max_attempts,
               j.enqueued_at, j.backoff_base_seconds, j.backoff_max_seconds
 ), runs AS (
