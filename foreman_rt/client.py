@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,7 +20,8 @@ import asyncpg
 
 from foreman_rt import db
 from foreman_rt.config import DEFAULT_SCHEMA, Channels, validate_schema
-from foreman_rt.dberrors import recover, retry_at_once, translate
+from foreman_rt.dberrors import is_transient, recover, retry_at_once, translate
+from foreman_rt.demand import Demand
 from foreman_rt.embedded import resolve_dsn
 from foreman_rt.errors import InvalidInput, NotFound, Timeout
 from foreman_rt.jobs import (
@@ -37,6 +39,14 @@ from foreman_rt.payloads import parse_events
 from foreman_rt.sql import query, query_in
 
 LIST_LIMIT_MAX = 1000
+WAIT_DEMAND_TTL = 30.0  # seconds a waiting client's wish for state-change events lasts unrenewed
+
+log = logging.getLogger("foreman_rt.client")
+
+
+def _until(deadline: float | None, cap: float) -> float:
+    """Seconds left before `deadline` (monotonic), at most `cap` and never negative."""
+    return cap if deadline is None else max(0.0, min(cap, deadline - time.monotonic()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,20 +93,30 @@ def _as_spec(item: JobSpec | Mapping[str, Any]) -> JobSpec:
 
 
 class _Watch:
-    """Wakes `wait()` callers when their job changes, from one LISTEN connection."""
+    """Wakes `wait()` callers when their job changes, from one LISTEN connection. While anyone
+    waits it holds a wake_demand row with `events`, since state changes notify only then."""
 
-    def __init__(self, dsn: str, schema: str) -> None:
+    def __init__(self, pool: db.Pool, dsn: str, schema: str) -> None:
         self._waiters: dict[int, set[asyncio.Event]] = {}
+        self._demand = Demand(
+            pool, f"wait:{uuid.uuid4().hex[:12]}", (), WAIT_DEMAND_TTL, events=True
+        )
+        self._changed = asyncio.Event()  # waiters came or went, or the listener reconnected
+        self._generation = 0  # bumped when the row may be gone
+        self.ready = asyncio.Event()  # the row is live; changes that raced its arming ended
         self.listener = Listener(
             lambda: db.connect(dsn, schema, application_name="foreman-rt wait"),
             {Channels.for_schema(schema).events: self._on_events},
-            on_connect=self._wake_all,
+            on_connect=self._on_connect,
             log_level=logging.DEBUG,
         )
-        self.task = asyncio.get_running_loop().create_task(self.listener.run())
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self.listener.run()), loop.create_task(self._keep())]
 
     def register(self, job_id: int, event: asyncio.Event) -> None:
         self._waiters.setdefault(job_id, set()).add(event)
+        if not self._demand.armed:
+            self._changed.set()
 
     def unregister(self, job_id: int, event: asyncio.Event) -> None:
         waiters = self._waiters.get(job_id)
@@ -104,6 +124,8 @@ class _Watch:
             waiters.discard(event)
             if not waiters:
                 del self._waiters[job_id]
+        if not self._waiters:
+            self._changed.set()
 
     def _on_events(self, payload: str) -> None:
         events = parse_events(payload)
@@ -114,14 +136,60 @@ class _Watch:
             for event in self._waiters.get(job_id, ()):
                 event.set()
 
+    def _on_connect(self) -> None:
+        self._lost()  # a restarted database has lost the unlogged row
+        self._wake_all()
+
+    def _lost(self) -> None:
+        self._demand.forget()
+        self.ready.clear()
+        self._generation += 1
+        self._changed.set()
+
     def _wake_all(self) -> None:
         for waiters in self._waiters.values():
             for event in waiters:
                 event.set()
 
+    async def _keep(self) -> None:
+        """Hold the row while anyone waits: arm, wait out the state changes that raced the
+        arming, then wake every waiter to read its job again; renew; drop it when idle."""
+        while True:
+            try:
+                await self._tick()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.debug("wait: updating the wake demand failed (%s)", exc)
+                self._lost()
+                await asyncio.sleep(1.0)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WAIT_DEMAND_TTL / 3):
+                    await self._changed.wait()
+            self._changed.clear()
+
+    async def _tick(self) -> None:
+        if not self._waiters:
+            self.ready.clear()
+            await self._demand.disarm()
+        elif self._demand.armed:
+            await self._demand.renew()
+        else:
+            generation = self._generation
+            in_flight = await self._demand.arm()
+            await self._demand.settled(in_flight, 1.0)
+            if generation == self._generation:
+                self.ready.set()
+                self._wake_all()
+            else:
+                self._changed.set()  # lost again meanwhile: arm once more
+
     async def close(self) -> None:
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._demand.disarm()
 
 
 class Client:
@@ -314,7 +382,7 @@ class Client:
         """Wait until the job is terminal, woken by notifications; Timeout after `timeout` s."""
         ident = parse_id(job_id)
         if self._watch is None:
-            self._watch = _Watch(self.dsn, self.schema)
+            self._watch = _Watch(self.pool, self.dsn, self.schema)
         deadline = None if timeout is None else time.monotonic() + timeout
         event = asyncio.Event()
         self._watch.register(ident, event)
@@ -322,6 +390,10 @@ class Client:
             await self._watch.listener.wait_connected(timeout)
             while True:
                 event.clear()
+                if not self._watch.ready.is_set():  # until then changes may not notify
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(_until(deadline, 5.0)):
+                            await self._watch.ready.wait()
                 job = await self.get(ident, tenant=tenant)
                 if job.status.terminal:
                     return job

@@ -1,12 +1,13 @@
 """This process's row in `wake_demand`: present while it wants insert notifications (a worker
-with free slots, a service with open tenant streams), renewed while it stays, deleted when it
-goes. Inserts notify only while such a row is live, so busy systems skip the NOTIFY and its
+with free slots, a service with open tenant streams) or state-change events (a running service,
+a client waiting for a job), renewed while it stays, deleted when it goes. Inserts and state
+changes notify only while such a row is live, so busy systems skip the NOTIFY and its
 cluster-wide commit lock.
 
 Arming has a race: an insert whose trigger looked for demand just before the row committed does
 not notify, and may commit after the holder's next read. `arm()` returns the transactions in
 flight once the row is visible; `settled()` waits for them, after which a read sees every such
-insert."""
+insert (or state change)."""
 
 from __future__ import annotations
 
@@ -29,12 +30,14 @@ class Demand:
         ttl: float,
         *,
         counts: bool = False,
+        events: bool = False,
     ) -> None:
         self._pool = pool
         self.holder = holder
         self._queues = None if queues is None else list(queues)
         self.ttl = ttl
         self.counts = counts  # inserts also append their enqueue counts while this row lives
+        self.events = events  # state changes and progress notify <schema>_events while it lives
         self.armed = False
 
     async def arm(self) -> list[int]:
@@ -51,7 +54,7 @@ class Demand:
     async def write(self) -> None:
         """Write (or extend) the row now, armed or not; no in-flight read (counting rows)."""
         await self._pool.execute(
-            query("demand_arm"), self.holder, self._queues, self.ttl, self.counts
+            query("demand_arm"), self.holder, self._queues, self.ttl, self.counts, self.events
         )
         self.armed = True
 

@@ -8,7 +8,7 @@
 -- created by the migration runner and is not declared here).
 --
 -- Declared state: migrations 0001_init, 0002_api_keys, 0003_wake_due, 0004_wake_demand,
--- 0005_idempotency_index and 0006_wake_fast_path.
+-- 0005_idempotency_index, 0006_wake_fast_path and 0007_events_demand.
 -- Runs with search_path set to the target schema; every object is created there.
 -- Functions pin that search_path (SET search_path FROM CURRENT) so they behave the same
 -- whatever search_path the calling session uses.
@@ -130,12 +130,15 @@ CREATE TABLE api_keys (
 
 -- Processes that want insert notifications (a worker with free slots, a service with open
 -- tenant streams) hold a live row here; inserts notify only while one exists for their queue.
+-- State changes and progress notify only while a live row has `events` (a running service, a
+-- client waiting for a job).
 -- Unlogged: soft state, written again by every holder when its listener reconnects.
 CREATE UNLOGGED TABLE wake_demand (
     holder     text PRIMARY KEY,
     queues     text[],                      -- NULL: every queue; '{}': none (counts only)
     counts     boolean NOT NULL DEFAULT false,  -- the holder exports enqueue counts
-    expires_at timestamptz NOT NULL
+    expires_at timestamptz NOT NULL,
+    events     boolean NOT NULL DEFAULT false   -- the holder listens on <schema>_events
 );
 
 -- While a live wake_demand row has `counts`, each insert statement appends its counts here;
@@ -210,17 +213,18 @@ CREATE TRIGGER jobs_inserted AFTER INSERT ON jobs
 
 -- State changes: one NOTIFY per statement on <schema>_events, payload
 -- {"c": [[kind, queue, status, count], ...], "j": [[id, status], ...]}; when it would not fit,
--- "j" is dropped and "o": true says listeners must resync from the table.
--- Newly requested cancels of running jobs go to <schema>_cancel as comma-separated ids ("*" on
--- overflow), so workers hear them without reading every state change.
+-- "j" is dropped and "o": true says listeners must resync from the table. Only while a live
+-- wake_demand row has `events`: without a listener, claims and completions skip the work.
 CREATE FUNCTION notify_jobs_updated() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     counts text;
     ids text;
     payload text;
-    cancels text;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM wake_demand AS d WHERE d.events AND d.expires_at > now()) THEN
+        RETURN NULL;
+    END IF;
     WITH changed AS (
         SELECT n.id, n.kind, n.queue, n.status
         FROM new_rows AS n JOIN old_rows AS o ON o.id = n.id
@@ -241,16 +245,6 @@ BEGIN
         END IF;
         PERFORM pg_notify(current_schema() || '_events', payload);
     END IF;
-
-    SELECT string_agg(n.id::text, ',') INTO cancels
-    FROM new_rows AS n JOIN old_rows AS o ON o.id = n.id
-    WHERE n.cancel_requested AND NOT o.cancel_requested AND n.status = 'running';
-    IF cancels IS NOT NULL THEN
-        IF octet_length(cancels) > 7800 THEN
-            cancels := '*';
-        END IF;
-        PERFORM pg_notify(current_schema() || '_cancel', cancels);
-    END IF;
     RETURN NULL;
 END $$;
 
@@ -258,13 +252,32 @@ CREATE TRIGGER jobs_updated AFTER UPDATE ON jobs
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION notify_jobs_updated();
 
+-- Newly requested cancels of running jobs go to <schema>_cancel, whoever listens on events, so
+-- workers hear them; statements that do not set cancel_requested (claims, completions) skip it.
+-- One notification per newly cancel-requested running job, payload its id, on <schema>_cancel.
+CREATE FUNCTION notify_cancel_requested() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM pg_notify(current_schema() || '_cancel', NEW.id::text);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER jobs_cancel_requested AFTER UPDATE OF cancel_requested ON jobs
+    FOR EACH ROW
+    WHEN (NEW.cancel_requested AND NOT OLD.cancel_requested AND NEW.status = 'running')
+    EXECUTE FUNCTION notify_cancel_requested();
+
 -- Progress changes on running attempts: {"p": [job id, ...]} on <schema>_events
--- ({"p": [], "o": true} on overflow), so streams can show progress live.
+-- ({"p": [], "o": true} on overflow), so streams can show progress live; only while a live
+-- wake_demand row has `events`.
 CREATE FUNCTION notify_runs_progress() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
     ids text;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM wake_demand AS d WHERE d.events AND d.expires_at > now()) THEN
+        RETURN NULL;
+    END IF;
     SELECT json_agg(n.job_id::text)::text INTO ids
     FROM new_rows AS n JOIN old_rows AS o ON o.id = n.id
     WHERE n.status = 'running'

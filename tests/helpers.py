@@ -44,18 +44,20 @@ class Notifications:
 
 @asynccontextmanager
 async def listening(dsn: str, schema: str, channel: str) -> AsyncIterator[Notifications]:
-    """LISTEN on `channel` from a connection of its own; on the wake channel it also holds a
-    demand row, since inserts notify only while someone waits for them."""
+    """LISTEN on `channel` from a connection of its own; on the wake and events channels it also
+    holds a demand row, since inserts and state changes notify only while someone waits."""
     conn = await db.connect(dsn, schema, application_name="foreman-rt test listener")
     seen = Notifications()
     await conn.add_listener(channel, seen.on_notify)
     wake = channel == f"{schema}_wake"
-    if wake:
-        await conn.execute(query("demand_arm"), "test-listener", None, 600.0, False)
+    events = channel == f"{schema}_events"
+    if wake or events:
+        queues = None if wake else []
+        await conn.execute(query("demand_arm"), "test-listener", queues, 600.0, False, events)
     try:
         yield seen
     finally:
-        if wake:
+        if wake or events:
             await conn.execute(query("demand_disarm"), "test-listener")
         await conn.close()
 

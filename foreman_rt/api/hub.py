@@ -68,8 +68,11 @@ class Hub:
         self._dirty = asyncio.Event()
         holder = f"api:{uuid.uuid4().hex[:12]}"
         self._demand = Demand(pool, holder, None, DEMAND_TTL)
-        # The enqueue counter this service exports: inserts count themselves while it runs.
-        self._counting = Demand(pool, holder + ":counts", (), DEMAND_TTL, counts=True)
+        # Standing row while the service runs: inserts count themselves (the enqueue counter it
+        # exports) and state changes notify <schema>_events (its streams and state counters).
+        self._standing = Demand(
+            pool, holder + ":standing", (), DEMAND_TTL, counts=True, events=True
+        )
         self._demand_changed = asyncio.Event()
         channels = Channels.for_schema(schema)
         self.listener = Listener(
@@ -85,13 +88,14 @@ class Hub:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        """Ask inserts to count themselves, then start listening and fanning out."""
+        """Ask inserts to count themselves and state changes to notify, then start listening
+        and fanning out."""
         try:
-            await self._counting.write()
+            await self._standing.write()
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            log.warning("could not ask inserts to count themselves yet: %s", exc)
+            log.warning("could not ask for counts and state changes yet: %s", exc)
         self._tasks = [
             asyncio.create_task(self.listener.run(), name="api-listener"),
             asyncio.create_task(self._fan_out(), name="api-fan-out"),
@@ -106,7 +110,7 @@ class Hub:
         self._metrics.listener_connected.set(0)
         try:
             await self._demand.disarm()
-            await self._counting.disarm()
+            await self._standing.disarm()
         except Exception as exc:
             log.warning("could not withdraw the wake demand: %s (it expires by itself)", exc)
 
@@ -151,6 +155,7 @@ class Hub:
     def _on_connect(self) -> None:
         self._metrics.listener_connected.set(1)
         self._demand.forget()  # a restarted database has lost the unlogged demand rows
+        self._standing.forget()
         self._demand_changed.set()
         self._resync_all = True  # anything may have changed while we were away
         self._dirty.set()
@@ -199,12 +204,22 @@ class Hub:
                 if not is_transient(exc):
                     raise
                 self._demand.forget()
+                self._standing.forget()
                 log.warning("updating the wake demand failed (%s)", exc)
                 await asyncio.sleep(1.0)
                 self._demand_changed.set()
 
     async def _demand_tick(self) -> None:
-        await self._counting.write()
+        if self._standing.armed:
+            await self._standing.write()
+        else:
+            # State changes that checked for a listener before the row was visible did not
+            # notify: once they have ended, every stream reads its jobs again.
+            in_flight = await self._standing.arm()
+            if in_flight:
+                await self._standing.settled(in_flight, 1.0)
+            self._resync_all = True
+            self._dirty.set()
         if not self._wants_inserts() or not self.connected:
             await self._demand.disarm()
             return

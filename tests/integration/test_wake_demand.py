@@ -37,7 +37,7 @@ async def test_inserts_notify_only_while_a_live_demand_row_covers_their_queue(
         await client.enqueue("nobody-waits")
         assert await _quiet(seen) == [], "an insert notified with no demand row"
 
-        await conn.execute(query("demand_arm"), "w-a", ["a"], 60.0, False)
+        await conn.execute(query("demand_arm"), "w-a", ["a"], 60.0, False, False)
         await client.enqueue("other-queue", queue="b")
         assert await _quiet(seen) == [], "demand for queue a woke an insert into queue b"
         await client.enqueue("wanted", queue="a")
@@ -51,7 +51,7 @@ async def test_inserts_notify_only_while_a_live_demand_row_covers_their_queue(
         await client.enqueue("expired", queue="a")
         assert await _quiet(seen) == [], "an expired demand row still woke inserts"
 
-        await conn.execute(query("demand_arm"), "w-all", None, 60.0, False)
+        await conn.execute(query("demand_arm"), "w-all", None, 60.0, False, False)
         await client.enqueue("any-queue", queue="zzz")
         assert json.loads(await seen.next()) == [["zzz", "any-queue", 1, None]]
 
