@@ -181,8 +181,9 @@ class _Watch:
             if generation == self._generation:
                 self.ready.set()
                 self._wake_all()
-            else:
-                self._changed.set()  # lost again meanwhile: arm once more
+            else:  # lost meanwhile (the write may still have marked it armed): arm once more
+                self._demand.forget()
+                self._changed.set()
 
     async def close(self) -> None:
         for task in self.tasks:
