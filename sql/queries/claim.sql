@@ -1,6 +1,7 @@
 -- Fill up to $3 free slots in one statement: lock ready rows (priority, then due time, then
--- age) with SKIP LOCKED, mark them running, and write each attempt's run row with a lease from
--- the database clock. $1: queues (NULL: every queue), $2: kinds this worker handles.
+-- age) with SKIP LOCKED and mark them running, each with a new run id and a lease from the
+-- database clock. The attempt lives on the job row until it ends; its run row is written then.
+-- $1: queues (NULL: every queue), $2: kinds this worker handles, $4 worker id, $5 lease seconds.
 -- The picked ids go in as an array so the update always reaches its rows by primary key; a join
 -- to the CTE let the planner hash-join a sequential scan of jobs while the table was small.
 WITH picked AS (
@@ -12,21 +13,19 @@ WITH picked AS (
     ORDER BY priority DESC, scheduled_at, id
     LIMIT $3
     FOR UPDATE SKIP LOCKED
-), claimed AS (
-    UPDATE jobs AS j SET
-        status = 'running',
-        attempt_count = j.attempt_count + 1,
-        started_at = coalesce(j.started_at, now()),
-        updated_at = now()
-    WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
-    RETURNING j.id, j.kind, j.queue, j.tenant, j.params, j.attempt_count, j.max_attempts,
-              j.enqueued_at, j.backoff_base_seconds, j.backoff_max_seconds
-), runs AS (
-    INSERT INTO job_runs (job_id, attempt, worker_id, lease_expires_at)
-    SELECT id, attempt_count, $4::text, now() + make_interval(secs => $5::double precision)
-    FROM claimed
-    RETURNING id, job_id
 )
-SELECT c.*, r.id AS run_id,
-       extract(epoch FROM now() - c.enqueued_at)::double precision AS wait_seconds
-FROM claimed AS c JOIN runs AS r ON r.job_id = c.id
+UPDATE jobs AS j SET
+    status = 'running',
+    attempt_count = j.attempt_count + 1,
+    started_at = coalesce(j.started_at, now()),
+    updated_at = now(),
+    run_id = nextval('finished_runs_id_seq'),
+    worker_id = $4::text,
+    lease_expires_at = now() + make_interval(secs => $5::double precision),
+    attempt_started_at = now(),
+    progress_current = NULL, progress_total = NULL, progress_message = NULL,
+    run_updated_at = now()
+WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
+RETURNING j.id, j.kind, j.queue, j.tenant, j.params, j.attempt_count, j.max_attempts,
+          j.enqueued_at, j.backoff_base_seconds, j.backoff_max_seconds, j.run_id,
+          extract(epoch FROM now() - j.enqueued_at)::double precision AS wait_seconds

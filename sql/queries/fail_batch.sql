@@ -1,33 +1,49 @@
 -- End many runs that did not succeed. $2 is each run's new status (failed, cancelled or
 -- abandoned); $4 the retry delay in seconds (NULL: do not retry). The job then becomes
 -- cancelled when a cancel was requested or the run was cancelled (cancel wins over retry),
--- pending again when a retry is allowed and attempts remain, failed otherwise.
+-- pending again when a retry is allowed and attempts remain, failed otherwise; the attempt's
+-- run row is written. Compare-and-set on the run id, as for completions.
 WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::double precision[])
         AS t(run_id, run_status, error, retry_in)
-    ORDER BY run_id
-), runs AS (
-    UPDATE job_runs AS r SET
-        status = i.run_status, error = i.error, finished_at = now(),
-        lease_expires_at = NULL, updated_at = now()
+), targets AS MATERIALIZED (
+    -- Each run's job, by one index probe per run. A join here let the planner, from statistics
+    -- that predate the claim, hash every running job; a scalar subquery cannot be flattened.
+    -- The update below then reaches its rows by primary key (as an array, so that a small
+    -- table is not hashed whole), and compares run ids with IS NOT DISTINCT FROM, which cannot
+    -- make the running-jobs indexes look usable for it.
+    SELECT i.*, (SELECT j.id FROM jobs AS j WHERE j.run_id = i.run_id) AS job_id
     FROM input AS i
-    WHERE r.id = i.run_id AND r.status = 'running'
-    RETURNING r.job_id, r.id AS run_id, i.run_status, i.error, i.retry_in
+), ended AS (
+    UPDATE jobs AS j SET
+        (status, scheduled_at, completed_at, error, updated_at, run_id, lease_expires_at) = (
+        SELECT d.next,
+               CASE WHEN d.next = 'pending'
+                    THEN now() + make_interval(secs => i.retry_in) ELSE j.scheduled_at END,
+               CASE WHEN d.next = 'pending' THEN NULL ELSE now() END,
+               i.error,
+               now(),
+               NULL::bigint,
+               NULL::timestamptz
+        FROM (SELECT CASE
+                         WHEN j.cancel_requested OR i.run_status = 'cancelled' THEN 'cancelled'
+                         WHEN i.retry_in IS NOT NULL AND j.attempt_count < j.max_attempts
+                             THEN 'pending'
+                         ELSE 'failed'
+                     END AS next) AS d
+    )
+    FROM targets AS i
+    WHERE j.id = ANY (ARRAY(SELECT job_id FROM targets))
+      AND j.id = i.job_id AND j.run_id IS NOT DISTINCT FROM i.run_id
+    RETURNING i.run_id, j.id, j.attempt_count, j.worker_id, j.attempt_started_at,
+              j.progress_current, j.progress_total, j.progress_message, j.status,
+              i.run_status, i.error AS run_error
+), runs AS (
+    INSERT INTO finished_runs (id, job_id, attempt, worker_id, status, progress_current,
+                               progress_total, progress_message, error, started_at,
+                               finished_at, updated_at)
+    SELECT run_id, id, attempt_count, worker_id, run_status, progress_current, progress_total,
+           progress_message, run_error, attempt_started_at, now(), now()
+    FROM ended
 )
-UPDATE jobs AS j SET (status, scheduled_at, completed_at, error, updated_at) = (
-    SELECT d.next,
-           CASE WHEN d.next = 'pending'
-                THEN now() + make_interval(secs => runs.retry_in) ELSE j.scheduled_at END,
-           CASE WHEN d.next = 'pending' THEN NULL ELSE now() END,
-           runs.error,
-           now()
-    FROM (SELECT CASE
-                     WHEN j.cancel_requested OR runs.run_status = 'cancelled' THEN 'cancelled'
-                     WHEN runs.retry_in IS NOT NULL AND j.attempt_count < j.max_attempts
-                         THEN 'pending'
-                     ELSE 'failed'
-                 END AS next) AS d
-)
-FROM runs
-WHERE j.id = runs.job_id AND j.status = 'running'
-RETURNING runs.run_id, j.status
+SELECT run_id, status FROM ended

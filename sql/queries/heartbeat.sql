@@ -1,12 +1,26 @@
 -- Renew many leases in one statement, carrying progress (NULL keeps the stored value). A lease
 -- that already expired is not revived. Returns each renewed run with its job's cancel flag;
 -- runs missing from the result have lost their lease.
-UPDATE job_runs AS r SET
+WITH input AS (
+    SELECT * FROM unnest($1::bigint[], $3::bigint[], $4::bigint[], $5::text[])
+        AS t(run_id, current, total, message)
+), targets AS MATERIALIZED (
+    -- Each run's job, by one index probe per run. A join here let the planner, from statistics
+    -- that predate the claim, hash every running job; a scalar subquery cannot be flattened.
+    -- The update below then reaches its rows by primary key (as an array, so that a small
+    -- table is not hashed whole), and compares run ids with IS NOT DISTINCT FROM, which cannot
+    -- make the running-jobs indexes look usable for it.
+    SELECT i.*, (SELECT j.id FROM jobs AS j WHERE j.run_id = i.run_id) AS job_id
+    FROM input AS i
+)
+UPDATE jobs AS j SET
     lease_expires_at = now() + make_interval(secs => $2::double precision),
-    progress_current = coalesce(i.current, r.progress_current),
-    progress_total = coalesce(i.total, r.progress_total),
-    progress_message = coalesce(i.message, r.progress_message),
-    updated_at = now()
-FROM unnest($1::bigint[], $3::bigint[], $4::bigint[], $5::text[]) AS i(run_id, current, total, message)
-WHERE r.id = i.run_id AND r.status = 'running' AND r.lease_expires_at > now()
-RETURNING r.id AS run_id, (SELECT j.cancel_requested FROM jobs AS j WHERE j.id = r.job_id)
+    progress_current = coalesce(i.current, j.progress_current),
+    progress_total = coalesce(i.total, j.progress_total),
+    progress_message = coalesce(i.message, j.progress_message),
+    run_updated_at = now()
+FROM targets AS i
+WHERE j.id = ANY (ARRAY(SELECT job_id FROM targets))
+  AND j.id = i.job_id AND j.run_id IS NOT DISTINCT FROM i.run_id
+  AND (j.lease_expires_at > now()) IS TRUE  -- a filter, never a scan of the lease index
+RETURNING j.run_id, j.cancel_requested

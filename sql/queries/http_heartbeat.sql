@@ -6,18 +6,22 @@ WITH owner AS (
     WHERE ($5::text IS NULL OR j.tenant = $5::text)
       AND (j.id = $2::bigint OR j.id = (SELECT r.job_id FROM job_runs AS r WHERE r.id = $1::bigint))
 ), renewed AS (
-    UPDATE job_runs AS r SET
+    UPDATE jobs AS j SET
         lease_expires_at = now() + make_interval(secs => $4::double precision),
-        progress_current = coalesce($6::bigint, r.progress_current),
-        progress_total = coalesce($7::bigint, r.progress_total),
-        progress_message = coalesce($8::text, r.progress_message),
-        updated_at = now()
-    WHERE r.status = 'running' AND r.worker_id = $3::text AND r.lease_expires_at > now()
-      AND r.job_id IN (SELECT id FROM owner)
-      AND (r.id = $1::bigint OR ($1::bigint IS NULL AND r.job_id = $2::bigint))
-    RETURNING r.*
+        progress_current = coalesce($6::bigint, j.progress_current),
+        progress_total = coalesce($7::bigint, j.progress_total),
+        progress_message = coalesce($8::text, j.progress_message),
+        run_updated_at = now()
+    WHERE j.id IN (SELECT id FROM owner) AND j.run_id IS NOT NULL AND j.worker_id = $3::text
+      AND j.lease_expires_at > now() AND (j.run_id = $1::bigint OR $1::bigint IS NULL)
+    RETURNING j.*
 )
 SELECT (SELECT count(*) FROM owner) AS found,
-       (SELECT to_jsonb(x) FROM renewed AS x) AS run,
-       (SELECT j.cancel_requested FROM renewed AS x JOIN jobs AS j ON j.id = x.job_id)
-           AS cancel_requested
+       (SELECT jsonb_build_object(
+           'id', x.run_id, 'job_id', x.id, 'attempt', x.attempt_count,
+           'worker_id', x.worker_id, 'status', 'running', 'lease_expires_at', x.lease_expires_at,
+           'progress_current', x.progress_current, 'progress_total', x.progress_total,
+           'progress_message', x.progress_message, 'result', NULL, 'error', NULL,
+           'started_at', x.attempt_started_at, 'finished_at', NULL,
+           'updated_at', x.run_updated_at) FROM renewed AS x) AS run,
+       (SELECT x.cancel_requested FROM renewed AS x) AS cancel_requested

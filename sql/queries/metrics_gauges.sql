@@ -8,8 +8,8 @@ SELECT
     (SELECT coalesce(json_object_agg(queue, age), '{}') FROM
         (SELECT queue, extract(epoch FROM now() - min(scheduled_at)) AS age FROM jobs
          WHERE status = 'pending' AND scheduled_at <= now() GROUP BY queue) AS q) AS oldest,
-    (SELECT coalesce(extract(epoch FROM now() - min(lease_expires_at)), 0) FROM job_runs
+    (SELECT coalesce(extract(epoch FROM now() - min(lease_expires_at)), 0) FROM jobs
      WHERE status = 'running' AND lease_expires_at < now()) AS overdue,
     (SELECT coalesce(json_object_agg(relname, n_dead_tup), '{}') FROM pg_stat_user_tables
-     WHERE schemaname = current_schema() AND relname IN ('jobs', 'job_runs')) AS dead,
+     WHERE schemaname = current_schema() AND relname IN ('jobs', 'finished_runs')) AS dead,
     pg_notification_queue_usage() AS notify_usage

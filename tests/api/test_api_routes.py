@@ -383,7 +383,9 @@ async def test_heartbeat_after_the_lease_expired_is_409(
 ) -> None:
     await enqueue(http)
     claimed = await claim(http)
-    await conn.execute("UPDATE job_runs SET lease_expires_at = now() - interval '1 second'")
+    await conn.execute(
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE status = 'running'"
+    )
     r = await http.post(lease_path("job", claimed, "heartbeat"), json={"worker_id": "w1"})
     assert_error(r, 409, "lease_lost")
 

@@ -50,7 +50,7 @@ async def test_state_changes_notify_only_while_a_live_row_asks_for_events(
             "j": [[str(job.id), "running"]],
         }
         await conn.execute(
-            "UPDATE job_runs SET progress_current = 1, progress_total = 2 WHERE id = $1",
+            "UPDATE jobs SET progress_current = 1, progress_total = 2 WHERE run_id = $1",
             row["run_id"],
         )
         assert json.loads(await events.next()) == {"p": [str(job.id)]}

@@ -1,0 +1,182 @@
+"""The running attempt lives on its job row (migration 0008): its run row is written once, when
+the attempt ends, under the run id drawn at the claim; the job_runs view still shows every
+attempt. Also: the upgrade from 0007 moves live attempts over, and a completion reaches only
+its own jobs whatever the planner's statistics say."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+import pytest
+from helpers import claim, complete, fail
+
+from foreman_rt import Client, db, migrations
+from foreman_rt.sql import query
+
+pytestmark = pytest.mark.db
+
+
+async def test_a_run_keeps_its_id_from_claim_to_its_finished_row(
+    client: Client, conn: db.Connection
+) -> None:
+    job = (await client.enqueue("k", max_attempts=2)).job
+    [first] = await claim(conn, "k")
+    running = await conn.fetch("SELECT * FROM job_runs WHERE job_id = $1", job.id)
+    assert [(r["id"], r["status"], r["attempt"]) for r in running] == [
+        (first["run_id"], "running", 1)
+    ]
+    assert await conn.fetchval("SELECT count(*) FROM finished_runs") == 0
+
+    await conn.fetch(query("fail_batch"), [first["run_id"]], ["failed"], ["boom"], [0.0])
+    await conn.execute("UPDATE jobs SET scheduled_at = now() WHERE id = $1", job.id)
+    [second] = await claim(conn, "k")
+    assert second["run_id"] > first["run_id"]
+    await complete(conn, second["run_id"])
+
+    runs = await client.runs(job.id)
+    assert [(r.id, r.attempt, r.status.value, r.error) for r in runs] == [
+        (first["run_id"], 1, "failed", "boom"),
+        (second["run_id"], 2, "succeeded", None),
+    ]
+    row = await conn.fetchrow(
+        "SELECT status, run_id, lease_expires_at FROM jobs WHERE id = $1", job.id
+    )
+    assert tuple(row) == ("succeeded", None, None)
+
+
+async def test_late_outcomes_of_an_ended_attempt_change_nothing(
+    client: Client, conn: db.Connection
+) -> None:
+    job = (await client.enqueue("k")).job
+    [row] = await claim(conn, "k")
+    await complete(conn, row["run_id"])
+    assert (
+        await conn.fetch(query("complete_batch"), [row["run_id"]], ["1"], [None], [None], [None])
+        == []
+    )
+    assert await conn.fetch(query("fail_batch"), [row["run_id"]], ["failed"], ["x"], [None]) == []
+    assert await conn.fetch(query("heartbeat"), [row["run_id"]], 30.0, [1], [2], ["m"]) == []
+    assert [r.status.value for r in await client.runs(job.id)] == ["succeeded"]
+
+
+async def test_a_running_job_without_its_attempt_is_refused(
+    client: Client, conn: db.Connection
+) -> None:
+    job = (await client.enqueue("k")).job
+    with pytest.raises(asyncpg.CheckViolationError):
+        await conn.execute(
+            "UPDATE jobs SET status = 'running', started_at = now() WHERE id = $1", job.id
+        )
+    await claim(conn, "k")
+    with pytest.raises(asyncpg.CheckViolationError):
+        await conn.execute("UPDATE jobs SET run_id = NULL WHERE id = $1", job.id)
+
+
+def _rows_read_from_jobs(plan: Any) -> int:
+    """Rows that scans of `jobs` returned, over every loop, in an EXPLAIN (ANALYZE) JSON plan."""
+    total = 0
+    if plan.get("Relation Name") == "jobs" and "Scan" in plan["Node Type"]:
+        total += int(plan["Actual Rows"]) * int(plan["Actual Loops"])
+    for child in plan.get("Plans", []):
+        total += _rows_read_from_jobs(child)
+    return total
+
+
+async def test_a_completion_reads_only_its_own_jobs_with_statistics_from_before_the_claim(
+    client: Client, conn: db.Connection
+) -> None:
+    """The statistics say no job is running (ANALYZE ran before the claims): a plan built on
+    them once scanned every running job for each batch. Each statement must read its own."""
+    await client.enqueue_many([{"kind": "k", "params": {"i": i}} for i in range(3000)])
+    await conn.execute("ANALYZE jobs")
+    runs: list[int] = []
+    while rows := await conn.fetch(query("claim"), None, ["k"], 500, "w", 60.0):
+        runs += [r["run_id"] for r in rows]
+    assert len(runs) == 3000
+    batch = runs[1000:1100]
+    none = [None] * len(batch)
+    statements: list[tuple[str, tuple[Any, ...]]] = [
+        ("complete_batch", (batch, ["null"] * len(batch), none, none, none)),
+        ("fail_batch", (batch, ["failed"] * len(batch), ["x"] * len(batch), none)),
+        ("heartbeat", (batch, 60.0, none, none, none)),
+    ]
+    for name, args in statements:
+        tx = conn.transaction()
+        await tx.start()
+        try:
+            plan = json.loads(
+                await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {query(name)}", *args)
+            )[0]["Plan"]
+        finally:
+            await tx.rollback()
+        read = _rows_read_from_jobs(plan)
+        assert read <= 2 * len(batch), f"{name} read {read} rows of jobs for {len(batch)} runs"
+
+
+async def test_upgrade_moves_live_attempts_onto_their_jobs(pg_dsn: str, schema: str) -> None:
+    """A schema at 0007 with a running attempt and an ended one: after 0008 the running one is
+    on its job (same run id, worker, lease, progress), completes under that id, and new run ids
+    continue after the old ones."""
+    old = f"{schema}_old"
+    conn = await db.connect(pg_dsn, old)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{old}"')
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('search_path', $1, true)", old)
+            for m in migrations.load_migrations():
+                if m.version > 7:
+                    break
+                await conn.execute(m.sql)
+            await conn.execute(migrations._LEDGER)
+            for m in migrations.load_migrations():
+                if m.version <= 7:
+                    await conn.execute(
+                        "INSERT INTO schema_migrations (version, name, checksum)"
+                        " VALUES ($1, $2, $3)",
+                        m.version,
+                        m.name,
+                        m.checksum,
+                    )
+        job = await conn.fetchval(
+            "INSERT INTO jobs (kind, status, attempt_count, started_at)"
+            " VALUES ('k', 'running', 2, now()) RETURNING id"
+        )
+        failed_run = await conn.fetchval(
+            "INSERT INTO job_runs (job_id, attempt, worker_id, status, error, finished_at)"
+            " VALUES ($1, 1, 'w-old', 'failed', 'boom', now()) RETURNING id",
+            job,
+        )
+        live_run = await conn.fetchval(
+            "INSERT INTO job_runs (job_id, attempt, worker_id, lease_expires_at,"
+            " progress_current, progress_total)"
+            " VALUES ($1, 2, 'w-live', now() + interval '1 minute', 3, 9) RETURNING id",
+            job,
+        )
+
+        applied = await migrations.migrate(conn, old)
+        assert [m.version for m in applied] == [8]
+
+        row = await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job)
+        assert (row["run_id"], row["worker_id"], row["progress_current"]) == (live_run, "w-live", 3)
+        view = await conn.fetch(
+            "SELECT id, status FROM job_runs WHERE job_id = $1 ORDER BY id", job
+        )
+        assert [tuple(r) for r in view] == [(failed_run, "failed"), (live_run, "running")]
+
+        await complete(conn, live_run)
+        finished = await conn.fetch(
+            "SELECT id, attempt, worker_id, status, progress_current FROM finished_runs ORDER BY id"
+        )
+        assert [tuple(r) for r in finished] == [
+            (failed_run, 1, "w-old", "failed", None),
+            (live_run, 2, "w-live", "succeeded", 3),
+        ]
+        await conn.execute("INSERT INTO jobs (kind) VALUES ('k')")
+        [new] = await claim(conn, "k")
+        assert new["run_id"] > live_run
+        await fail(conn, new["run_id"])
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{old}" CASCADE')
+        await conn.close()
