@@ -344,10 +344,7 @@ class System:
 class ForemanRT(System):
     name = "foreman-rt"
     key = "foreman"
-    unfinished_sql = (
-        "SELECT (SELECT count(*) FROM jobs WHERE status = 'pending')"
-        " + (SELECT count(*) FROM job_runs WHERE status = 'running')"
-    )
+    unfinished_sql = "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')"
     completed_sql = "SELECT count(*) FROM jobs WHERE status = 'succeeded'"
     last_done_sql = (
         "SELECT extract(epoch FROM max(completed_at))::float8 FROM jobs"
@@ -445,8 +442,8 @@ class ForemanRT(System):
                      LATERAL (SELECT now() - interval '2 days' + g * interval '1 ms') AS x(t)
                 RETURNING id, completed_at
             )
-            INSERT INTO job_runs (job_id, attempt, worker_id, status, result, started_at,
-                                  finished_at, updated_at)
+            INSERT INTO finished_runs (job_id, attempt, worker_id, status, result, started_at,
+                                       finished_at, updated_at)
             SELECT id, 1, 'retained', 'succeeded', 'null'::jsonb, completed_at, completed_at,
                    completed_at
             FROM j
@@ -454,7 +451,7 @@ class ForemanRT(System):
             n,
             probe.PAYLOAD,
         )
-        await conn.execute("VACUUM (ANALYZE) jobs, job_runs")
+        await conn.execute("VACUUM (ANALYZE) jobs, finished_runs")
 
 
 class PgQueuer(System):
