@@ -403,6 +403,21 @@ def _csv(value: str | None) -> tuple[str, ...] | None:
     help="Leader's reaper period in seconds.",
 )
 @click.option(
+    "--busy-wake-rate",
+    type=click.FloatRange(min=0),
+    default=500.0,
+    show_default=True,
+    help="Wake-ups per second from which a worker polls every --busy-poll-interval instead of "
+    "asking inserts to notify it (0: never).",
+)
+@click.option(
+    "--busy-poll-interval",
+    type=click.FloatRange(min=0.001),
+    default=0.005,
+    show_default=True,
+    help="Claim period in seconds while wake-ups come too fast.",
+)
+@click.option(
     "--leader-ttl",
     type=click.FloatRange(min=0.5),
     default=10.0,
@@ -432,6 +447,8 @@ def worker(
     handlers_spec: str | None,
     metrics_port: int | None,
     reap_interval: float,
+    busy_wake_rate: float,
+    busy_poll_interval: float,
     leader_ttl: float,
     retention_days: int,
 ) -> None:
@@ -458,6 +475,8 @@ def worker(
         shutdown_timeout=shutdown_timeout,
         poll_only=poll_only,
         reap_interval=reap_interval,
+        busy_wake_rate=busy_wake_rate,
+        busy_poll_interval=busy_poll_interval,
         leader_ttl=leader_ttl,
         retention_days=retention_days,
     )

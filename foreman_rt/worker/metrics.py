@@ -89,6 +89,11 @@ class WorkerMetrics:
         self.listener_connected = Gauge(
             "foreman_worker_listener_connected", "1 while the LISTEN connection is up.", registry=r
         )
+        self.busy_polling = Gauge(
+            "foreman_worker_busy_polling",
+            "1 while wake-ups come too fast and the worker polls on a short period instead.",
+            registry=r,
+        )
         self.claim_batch = Histogram(
             "foreman_worker_claim_batch_size",
             "Jobs per claim statement.",

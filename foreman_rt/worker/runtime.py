@@ -100,6 +100,9 @@ class Worker:
         self._listener: Listener | None = None
         self._demand: Demand | None = None
         self._settling: asyncio.Task[None] | None = None
+        self._busy = False  # polling on a short period instead of asking for wake-ups
+        self._wakes = 0  # wake-ups for this worker since the last demand tick
+        self._claimed = 0  # jobs claimed since the last demand tick
         self._loop: asyncio.AbstractEventLoop | None = None
         self._run_task: asyncio.Task[None] | None = None
 
@@ -243,7 +246,10 @@ class Worker:
                 self._wake.set()
 
     def _idle_timeout(self) -> float:
-        poll = self.settings.poll_interval * random.uniform(0.8, 1.2)
+        if self._busy:
+            poll = self.settings.busy_poll_interval
+        else:
+            poll = self.settings.poll_interval * random.uniform(0.8, 1.2)
         if self._next_due is None:
             return poll
         return max(0.0, min(poll, self._next_due - time.monotonic()))
@@ -266,10 +272,12 @@ class Worker:
         for row in rows:
             self._start(row)
         if rows:
+            self._claimed += len(rows)
             self.metrics.claim_batch.observe(len(rows))
         self._saturated = len(rows) == free
         if not self._saturated:
-            if self._demand is not None and not self._demand.armed and self._listening():
+            demand = self._demand
+            if demand is not None and not demand.armed and not self._busy and self._listening():
                 await self._arm()
             if self._due_unknown:
                 await self._plan_next_due()
@@ -307,14 +315,19 @@ class Worker:
 
     async def _demand_loop(self) -> None:
         """Renew the demand row while slots are free; drop it while every slot is busy (a
-        finishing job makes the worker claim anyway, and a short claim arms it again)."""
+        finishing job makes the worker claim anyway, and a short claim arms it again), and
+        while the worker polls because wake-ups come too fast (see _adapt)."""
         assert self._demand is not None
-        renewed = time.monotonic()
+        renewed = tick = time.monotonic()
         while True:
             await asyncio.sleep(DEMAND_TICK)
-            if not self._demand.armed:
-                continue
+            now = time.monotonic()
+            elapsed, tick = max(now - tick, 1e-3), now
+            wakes, claimed, self._wakes, self._claimed = self._wakes, self._claimed, 0, 0
             try:
+                await self._adapt(wakes / elapsed, claimed / elapsed)
+                if not self._demand.armed:
+                    continue
                 if len(self._running) >= self.settings.concurrency:
                     await self._demand.disarm()
                 elif time.monotonic() - renewed >= DEMAND_TTL / 3:
@@ -325,6 +338,29 @@ class Worker:
                     raise
                 self._demand.forget()  # written again by the next short claim
                 log.warning("renewing the wake demand failed (%s)", exc)
+
+    async def _adapt(self, wake_rate: float, claim_rate: float) -> None:
+        """Busy polling. Every insert that wakes a worker is a notifying commit, and notifying
+        commits hold PostgreSQL's cluster-wide notify lock through their WAL flush, so a worker
+        woken hundreds of times a second slows every producer down more than it gains. From
+        `busy_wake_rate` wake-ups a second the worker drops its demand row (inserts stop
+        notifying it) and claims every `busy_poll_interval` instead; below half that many
+        claimed jobs a second it asks for wake-ups again (the arming then covers the inserts
+        that did not notify)."""
+        assert self._demand is not None
+        limit = self.settings.busy_wake_rate
+        if not self._busy and limit > 0 and wake_rate >= limit:
+            self._busy = True
+            self.metrics.busy_polling.set(1)
+            poll = self.settings.busy_poll_interval
+            log.info("%.0f wake-ups/s: polling every %.3f s instead", wake_rate, poll)
+            self._wake.set()  # the claim loop's period changes now
+            await self._demand.disarm()
+        elif self._busy and (limit <= 0 or claim_rate < limit / 2):
+            self._busy = False
+            self.metrics.busy_polling.set(0)
+            log.info("%.0f jobs/s claimed: back to wake-ups", claim_rate)
+            self._wake.set()  # claim now: a short claim arms again
 
     async def _withdraw_demand(self) -> None:
         """Stopping: inserts need not wake this worker any more."""
@@ -476,6 +512,7 @@ class Worker:
         wake = parse_wake(payload)
         if not wake.concerns(self._queue_set, self._kind_set):
             return
+        self._wakes += 1
         if wake.everything:
             self._due_unknown = True  # overflow or a reaper requeue: due times unknown
         due = wake.earliest_due(self._queue_set, self._kind_set)

@@ -27,6 +27,8 @@ class WorkerSettings:
     poll_interval: float = 1.0
     shutdown_timeout: float = 30.0
     poll_only: bool = False
+    busy_wake_rate: float = 500.0  # wake-ups per second from which it polls instead (0: never)
+    busy_poll_interval: float = 0.005  # the claim period while it polls so
     flush_interval: float = 0.002
     flush_max: int = 1000
     reap_interval: float = 1.0
@@ -47,6 +49,9 @@ class WorkerSettings:
         _positive("lease_seconds", self.lease_seconds)
         _positive("poll_interval", self.poll_interval)
         _positive("reap_interval", self.reap_interval)
+        _positive("busy_poll_interval", self.busy_poll_interval)
+        if self.busy_wake_rate < 0:
+            raise InvalidInput("busy_wake_rate must not be negative (0 turns busy polling off)")
         _positive("leader_ttl", self.leader_ttl)
         if self.shutdown_timeout < 0 or self.retention_days < 0:
             raise InvalidInput("shutdown_timeout and retention_days must not be negative")

@@ -137,3 +137,67 @@ async def test_outcomes_waiting_to_be_written_hold_back_claims(
             return bool(n == 200)
 
         await wait_until(all_done, "every job to finish once outcomes can be written")
+
+
+async def test_a_worker_woken_too_often_polls_instead_and_asks_again_when_load_falls(
+    pg_dsn: str,
+    schema: str,
+    client: Client,
+    conn: db.Connection,
+    make_worker: WorkerFactory,
+    monkeypatch: Any,
+) -> None:
+    """Producers sending single-job inserts faster than busy_wake_rate: the worker drops its
+    demand row (their commits stop notifying), claims on the short period, misses nothing, and
+    once the load is gone asks for wake-ups again, so a lone job then starts at once."""
+    monkeypatch.setattr(runtime, "DEMAND_TICK", 0.2)
+
+    async def noop(params: Any, ctx: JobContext) -> None:
+        return None
+
+    worker = make_worker({"k": noop}, concurrency=50, poll_interval=30.0, busy_wake_rate=100.0)
+    async with worker:
+
+        async def armed() -> bool:
+            return worker.worker_id in await _holders(conn)
+
+        await wait_until(armed, "an idle worker to ask for insert notifications")
+        stop = asyncio.Event()
+        sent = 0
+
+        async def produce() -> None:
+            nonlocal sent
+            producer = await db.connect(pg_dsn, schema)
+            try:
+                while not stop.is_set():
+                    await producer.execute("INSERT INTO jobs (kind) VALUES ('k')")
+                    sent += 1
+            finally:
+                await producer.close()
+
+        producers = [asyncio.create_task(produce()) for _ in range(4)]
+        try:
+
+            async def polling() -> bool:
+                gauge = worker.metrics.busy_polling._value.get()
+                return gauge == 1 and not await armed()
+
+            await wait_until(polling, "the worker to poll instead of asking for wake-ups")
+            await asyncio.sleep(0.5)  # inserts now commit without notifying anyone
+            assert not await armed()
+        finally:
+            stop.set()
+            await asyncio.gather(*producers)
+
+        async def all_done() -> bool:
+            left = await conn.fetchval("SELECT count(*) FROM jobs WHERE status <> 'succeeded'")
+            return left == 0
+
+        await wait_until(all_done, f"all {sent} jobs to succeed")
+        assert await conn.fetchval("SELECT count(*) FROM jobs") == sent
+        await wait_until(armed, "the worker, idle again, to ask for wake-ups again")
+        assert worker.metrics.busy_polling._value.get() == 0
+        started = time.monotonic()
+        lone = (await client.enqueue("k")).job
+        await wait_status(conn, lone.id, "succeeded", timeout=5)
+        assert time.monotonic() - started < 1.0, "a lone job waited for the 30 s safety poll"
