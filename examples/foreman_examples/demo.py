@@ -5,6 +5,7 @@ change as it happens, then stop the worker with SIGTERM and print the outcome.""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 from foreman_rt import Client, db, migrations
 from foreman_rt.aio import run
 from foreman_rt.config import Channels
+from foreman_rt.demand import Demand
 from foreman_rt.embedded import resolve_dsn
 from foreman_rt.payloads import parse_events
 
@@ -103,6 +105,16 @@ async def demo(client: Client, conn: Any) -> int:
     names: dict[int, str] = {}
     watch = Watch(client, names)
     await conn.add_listener(Channels.for_schema(SCHEMA).events, lambda *a: watch.on_events(a[3]))
+    # State changes notify only while a live wake_demand row asks for events (migration 0007).
+    listening = Demand(client.pool, f"demo:{os.getpid()}", (), 300.0, events=True)
+    await listening.arm()
+    try:
+        return await _run_batch(client, watch, names)
+    finally:
+        await listening.disarm()
+
+
+async def _run_batch(client: Client, watch: Watch, names: dict[int, str]) -> int:
     batch = [
         ("demo.resize", {"steps": 12}, {}),
         ("demo.flaky", {"succeed_on": 2}, {}),
