@@ -102,7 +102,6 @@ class _Watch:
             pool, f"wait:{uuid.uuid4().hex[:12]}", (), WAIT_DEMAND_TTL, events=True
         )
         self._changed = asyncio.Event()  # waiters came or went, or the listener reconnected
-        self._generation = 0  # bumped when the row may be gone
         self.ready = asyncio.Event()  # the row is live; changes that raced its arming ended
         self.listener = Listener(
             lambda: db.connect(dsn, schema, application_name="foreman-rt wait"),
@@ -143,7 +142,6 @@ class _Watch:
     def _lost(self) -> None:
         self._demand.forget()
         self.ready.clear()
-        self._generation += 1
         self._changed.set()
 
     def _wake_all(self) -> None:
@@ -175,14 +173,12 @@ class _Watch:
         elif self._demand.armed:
             await self._demand.renew()
         else:
-            generation = self._generation
             in_flight = await self._demand.arm()
             await self._demand.settled(in_flight, 1.0)
-            if generation == self._generation:
+            if self._demand.armed:
                 self.ready.set()
                 self._wake_all()
-            else:  # lost meanwhile (the write may still have marked it armed): arm once more
-                self._demand.forget()
+            else:  # lost meanwhile: arm once more
                 self._changed.set()
 
     async def close(self) -> None:

@@ -39,6 +39,7 @@ class Demand:
         self.counts = counts  # inserts also append their enqueue counts while this row lives
         self.events = events  # state changes and progress notify <schema>_events while it lives
         self.armed = False
+        self._forgotten = 0  # forget() calls so far: a write in flight across one does not arm
 
     async def arm(self) -> list[int]:
         """Write (or renew) the row; returns the transactions in flight once it is visible."""
@@ -52,11 +53,13 @@ class Demand:
             await self.write()
 
     async def write(self) -> None:
-        """Write (or extend) the row now, armed or not; no in-flight read (counting rows)."""
+        """Write (or extend) the row now, armed or not; no in-flight read (counting rows).
+        Stays unarmed if forget() was called meanwhile: the row may be gone again."""
+        forgotten = self._forgotten
         await self._pool.execute(
             query("demand_arm"), self.holder, self._queues, self.ttl, self.counts, self.events
         )
-        self.armed = True
+        self.armed = forgotten == self._forgotten
 
     async def disarm(self) -> None:
         """Delete the row: inserts stop notifying this holder."""
@@ -67,6 +70,7 @@ class Demand:
     def forget(self) -> None:
         """The row may be gone (the database restarted): arm again before relying on it."""
         self.armed = False
+        self._forgotten += 1
 
     async def settled(self, xids: list[int], limit: float) -> None:
         """Return once none of `xids` is in progress, or after `limit` seconds."""
