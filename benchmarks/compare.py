@@ -306,7 +306,8 @@ class System:
 
     name = ""
     key = ""
-    unfinished_sql = ""  # jobs not yet finished (index-backed: polled during drains)
+    unfinished_sql = ""  # how many jobs are not yet finished
+    busy_sql = ""  # whether any job is unfinished: an existence test, polled during drains
     completed_sql = ""  # jobs finished successfully
     last_done_sql = ""  # epoch seconds of the last successful completion, as recorded
     discard_sql = ""  # delete jobs not yet started (ends a time-boxed drain)
@@ -345,6 +346,10 @@ class ForemanRT(System):
     name = "foreman-rt"
     key = "foreman"
     unfinished_sql = "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')"
+    busy_sql = (
+        "SELECT EXISTS (SELECT FROM jobs WHERE status = 'pending')"
+        " OR EXISTS (SELECT FROM jobs WHERE run_id IS NOT NULL)"
+    )
     completed_sql = "SELECT count(*) FROM jobs WHERE status = 'succeeded'"
     last_done_sql = (
         "SELECT extract(epoch FROM max(completed_at))::float8 FROM jobs"
@@ -458,6 +463,7 @@ class PgQueuer(System):
     name = "pgqueuer"
     key = "pgqueuer"
     unfinished_sql = "SELECT count(*) FROM pgqueuer"  # finished jobs move to pgqueuer_log
+    busy_sql = "SELECT EXISTS (SELECT FROM pgqueuer)"
     completed_sql = "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'"
     last_done_sql = (
         "SELECT extract(epoch FROM max(created))::float8 FROM pgqueuer_log"
@@ -566,6 +572,10 @@ class Procrastinate(System):
     unfinished_sql = (
         "SELECT count(*) FROM procrastinate_jobs"
         " WHERE status = ANY (ARRAY['todo', 'doing']::procrastinate_job_status[])"
+    )
+    busy_sql = (
+        "SELECT EXISTS (SELECT FROM procrastinate_jobs"
+        " WHERE status = ANY (ARRAY['todo', 'doing']::procrastinate_job_status[]))"
     )
     completed_sql = "SELECT count(*) FROM procrastinate_jobs WHERE status = 'succeeded'"
     last_done_sql = (
@@ -750,12 +760,16 @@ class Bench:
             sampler = RssSampler(workers.pids)
             sampler.start()
             boxed = False
+            polls: list[float] = []
             try:
                 deadline = time.monotonic() + self.cfg.drain_timeout
                 while True:
                     await asyncio.sleep(0.1)
                     workers.check()
-                    if await admin.fetchval(system.unfinished_sql) == 0:
+                    t_poll = time.perf_counter()
+                    busy = await admin.fetchval(system.busy_sql)
+                    polls.append(time.perf_counter() - t_poll)
+                    if not busy:
                         break
                     box = self.cfg.drain_timebox
                     if box and self.probe.firsts and time.time() - min(self.probe.firsts) > box:
@@ -776,9 +790,7 @@ class Bench:
                 if boxed:  # let the worker go idle: drop what it has not started
                     await admin.execute(system.discard_sql)
                     stop_at = time.monotonic() + 30
-                    while (
-                        await admin.fetchval(system.unfinished_sql) and time.monotonic() < stop_at
-                    ):
+                    while await admin.fetchval(system.busy_sql) and time.monotonic() < stop_at:
                         await asyncio.sleep(0.1)
                 await asyncio.sleep(1.0)
                 idle = tree_rss(workers.pids) / 2**20
@@ -796,6 +808,8 @@ class Bench:
             "time_boxed": boxed,
             "rss_peak_mb": peak / 2**20,
             "rss_idle_mb": idle,
+            "progress_polls": len(polls),
+            "progress_poll_ms_median": statistics.median(polls) * 1000 if polls else None,
         }
 
     # W2 and W2b ----------------------------------------------------------------------------

@@ -1,4 +1,4 @@
--- Delete up to $2 terminal jobs finished more than $1 days ago (their runs cascade).
+-- Delete up to $2 terminal jobs finished more than $1 days ago (a trigger deletes their runs).
 DELETE FROM jobs WHERE id IN (
     SELECT id FROM jobs
     WHERE status IN ('succeeded', 'failed', 'cancelled')

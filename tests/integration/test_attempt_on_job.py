@@ -156,7 +156,9 @@ async def test_upgrade_moves_live_attempts_onto_their_jobs(pg_dsn: str, schema: 
         )
 
         applied = await migrations.migrate(conn, old)
-        assert [m.version for m in applied] == [8]
+        assert [m.version for m in applied] == [
+            m.version for m in migrations.load_migrations() if m.version >= 8
+        ]
 
         row = await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job)
         assert (row["run_id"], row["worker_id"], row["progress_current"]) == (live_run, "w-live", 3)
