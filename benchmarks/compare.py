@@ -348,7 +348,7 @@ class ForemanRT(System):
     unfinished_sql = "SELECT count(*) FROM jobs WHERE status IN ('pending', 'running')"
     busy_sql = (
         "SELECT EXISTS (SELECT FROM jobs WHERE status = 'pending')"
-        " OR EXISTS (SELECT FROM jobs WHERE run_id IS NOT NULL)"
+        " OR EXISTS (SELECT FROM jobs WHERE lease_expires_at IS NOT NULL)"  # running
     )
     completed_sql = "SELECT count(*) FROM jobs WHERE status = 'succeeded'"
     last_done_sql = (
@@ -435,23 +435,17 @@ class ForemanRT(System):
                 )
 
     async def retain(self, conn: asyncpg.Connection, n: int) -> None:
-        # A finished foreman-rt job is its jobs row plus its succeeded run.
+        # A finished foreman-rt job is its jobs row, which keeps its succeeded attempt.
         await conn.execute(
             """
-            WITH j AS (
-                INSERT INTO jobs (kind, params, status, attempt_count, result, scheduled_at,
-                                  enqueued_at, started_at, completed_at, updated_at)
-                SELECT 'bench.noop', jsonb_build_object('token', g, 'payload', $2::text),
-                       'succeeded', 1, 'null'::jsonb, t, t, t, t, t
-                FROM generate_series(1, $1::int) AS g,
-                     LATERAL (SELECT now() - interval '2 days' + g * interval '1 ms') AS x(t)
-                RETURNING id, completed_at
-            )
-            INSERT INTO finished_runs (job_id, attempt, worker_id, status, result, started_at,
-                                       finished_at, updated_at)
-            SELECT id, 1, 'retained', 'succeeded', 'null'::jsonb, completed_at, completed_at,
-                   completed_at
-            FROM j
+            INSERT INTO jobs (kind, params, status, attempt_count, result, scheduled_at,
+                              enqueued_at, started_at, completed_at, updated_at, run_id,
+                              worker_id, attempt_started_at, run_updated_at)
+            SELECT 'bench.noop', jsonb_build_object('token', g, 'payload', $2::text),
+                   'succeeded', 1, 'null'::jsonb, t, t, t, t, t,
+                   nextval('finished_runs_id_seq'), 'retained', t, t
+            FROM generate_series(1, $1::int) AS g,
+                 LATERAL (SELECT now() - interval '2 days' + g * interval '1 ms') AS x(t)
             """,
             n,
             probe.PAYLOAD,

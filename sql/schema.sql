@@ -8,7 +8,8 @@
 -- created by the migration runner and is not declared here).
 --
 -- Declared state: migrations 0001_init, 0002_api_keys, 0003_wake_due, 0004_wake_demand,
--- 0005_idempotency_index, 0006_wake_fast_path, 0007_events_demand, 0008_attempt_on_job and 0009_runs_without_fk.
+-- 0005_idempotency_index, 0006_wake_fast_path, 0007_events_demand, 0008_attempt_on_job, 0009_runs_without_fk and
+-- 0010_success_on_job_row.
 -- Runs with search_path set to the target schema; every object is created there.
 -- Functions pin that search_path (SET search_path FROM CURRENT) so they behave the same
 -- whatever search_path the calling session uses.
@@ -35,9 +36,9 @@ CREATE TABLE jobs (
     started_at           timestamptz,
     completed_at         timestamptz,
     updated_at           timestamptz NOT NULL DEFAULT now(),
-    -- The running attempt: its run id (from finished_runs' sequence) and lease, both NULL
-    -- unless the job is running; its worker, start, progress and last change, kept after it
-    -- ends until the next claim (the ended attempt's run row is written from them).
+    -- The job's attempt: its run id (from finished_runs' sequence), worker, start, progress and
+    -- last change while it runs, and after it succeeded; the lease only while it runs. An
+    -- attempt that did not succeed is written to finished_runs and its run id cleared.
     run_id               bigint,
     worker_id            text,
     lease_expires_at     timestamptz,
@@ -60,9 +61,10 @@ CREATE TABLE jobs (
         CHECK ((status IN ('succeeded', 'failed', 'cancelled')) = (completed_at IS NOT NULL)),
     CONSTRAINT jobs_started_check CHECK (status <> 'running' OR started_at IS NOT NULL),
     CONSTRAINT jobs_attempt_check CHECK (
-        (status = 'running') = (run_id IS NOT NULL)
+        (status = 'running') = (lease_expires_at IS NOT NULL)
+        AND (status <> 'running' OR run_id IS NOT NULL)
         AND (run_id IS NULL
-             OR (worker_id IS NOT NULL AND lease_expires_at IS NOT NULL
+             OR (status IN ('running', 'succeeded') AND worker_id IS NOT NULL
                  AND attempt_started_at IS NOT NULL AND run_updated_at IS NOT NULL)))
 ) WITH (
     fillfactor = 80,
@@ -85,16 +87,17 @@ CREATE INDEX jobs_completed ON jobs (completed_at)
 -- Dashboards list a tenant's recently changed jobs when a stream resumes.
 CREATE INDEX jobs_tenant_updated ON jobs (tenant, updated_at);
 -- Runs are looked up by id (batched completions, HTTP workers, the job_runs view); the reaper
--- finds expired leases. Both indexes hold running jobs only: run_id and the lease are cleared
--- when an attempt ends. Each predicate is on its own column, never on status: the planner
+-- finds expired leases. jobs_run holds running jobs and the last attempt of succeeded ones;
+-- jobs_lease running jobs only. Each predicate is on its own column, never on status: the planner
 -- costs a partial index from the table's statistics, which may predate the claim and show no
 -- running job at all, so an index whose predicate a statement merely implies looks like a
 -- one-row scan and was chosen over the right one (a full scan of every running job).
 CREATE UNIQUE INDEX jobs_run ON jobs (run_id) WHERE run_id IS NOT NULL;
 CREATE INDEX jobs_lease ON jobs (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 
--- Ended attempts, one row each, written when the attempt ends; the running attempt is on its
--- job row. The run id was drawn from this table's sequence when the attempt was claimed.
+-- Attempts that did not succeed, one row each, written when the attempt ends; the running
+-- attempt, and a succeeded one, are on the job row. The run id was drawn from this table's
+-- sequence when the attempt was claimed.
 -- job_id has no foreign key (it cost a lookup per written run); every writer takes it from the
 -- job row it updates in the same statement, and triggers on jobs delete a job's runs with it.
 CREATE TABLE finished_runs (
@@ -122,17 +125,18 @@ CREATE TABLE finished_runs (
     fillfactor = 100
 );
 
--- Every attempt of every job, the running one (from its job row) included: the shape of the
--- former job_runs table.
+-- Every attempt of every job, the one on its job row (running or succeeded) included: the shape
+-- of the former job_runs table.
 CREATE VIEW job_runs AS
 SELECT r.id, r.job_id, r.attempt, r.worker_id, r.status, r.lease_expires_at,
        r.progress_current, r.progress_total, r.progress_message, r.result, r.error,
        r.started_at, r.finished_at, r.updated_at
 FROM finished_runs AS r
 UNION ALL
-SELECT j.run_id, j.id, j.attempt_count, j.worker_id, 'running'::text, j.lease_expires_at,
-       j.progress_current, j.progress_total, j.progress_message, NULL::jsonb, NULL::text,
-       j.attempt_started_at, NULL::timestamptz, j.run_updated_at
+SELECT j.run_id, j.id, j.attempt_count, j.worker_id, j.status, j.lease_expires_at,
+       j.progress_current, j.progress_total, j.progress_message,
+       CASE WHEN j.status = 'succeeded' THEN j.result END, NULL::text,
+       j.attempt_started_at, j.completed_at, j.run_updated_at
 FROM jobs AS j
 WHERE j.run_id IS NOT NULL;
 

@@ -2,7 +2,7 @@
 -- abandoned); $4 the retry delay in seconds (NULL: do not retry). The job then becomes
 -- cancelled when a cancel was requested or the run was cancelled (cancel wins over retry),
 -- pending again when a retry is allowed and attempts remain, failed otherwise; the attempt's
--- run row is written. Compare-and-set on the run id, as for completions.
+-- run row is written. Compare-and-set on the run id and the status, as for completions.
 WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::double precision[])
         AS t(run_id, run_status, error, retry_in)
@@ -11,8 +11,11 @@ WITH input AS (
     -- that predate the claim, hash every running job; a scalar subquery cannot be flattened.
     -- The update below then reaches its rows by primary key (as an array, so that a small
     -- table is not hashed whole), and compares run ids with IS NOT DISTINCT FROM, which cannot
-    -- make the running-jobs indexes look usable for it.
-    SELECT i.*, (SELECT j.id FROM jobs AS j WHERE j.run_id = i.run_id) AS job_id
+    -- make the running-jobs indexes look usable for it. The status is compared the same way,
+    -- to a column of targets: a filter on jobs.status alone would be estimated from those
+    -- statistics (no running job) and turned the join into a nested loop over every pair.
+    SELECT i.*, (SELECT j.id FROM jobs AS j WHERE j.run_id = i.run_id) AS job_id,
+           'running'::text AS running
     FROM input AS i
 ), ended AS (
     UPDATE jobs AS j SET
@@ -35,6 +38,7 @@ WITH input AS (
     FROM targets AS i
     WHERE j.id = ANY (ARRAY(SELECT job_id FROM targets))
       AND j.id = i.job_id AND j.run_id IS NOT DISTINCT FROM i.run_id
+  AND j.status IS NOT DISTINCT FROM i.running
     RETURNING i.run_id, j.id, j.attempt_count, j.worker_id, j.attempt_started_at,
               j.progress_current, j.progress_total, j.progress_message, j.status,
               i.run_status, i.error AS run_error

@@ -9,8 +9,11 @@ WITH input AS (
     -- that predate the claim, hash every running job; a scalar subquery cannot be flattened.
     -- The update below then reaches its rows by primary key (as an array, so that a small
     -- table is not hashed whole), and compares run ids with IS NOT DISTINCT FROM, which cannot
-    -- make the running-jobs indexes look usable for it.
-    SELECT i.*, (SELECT j.id FROM jobs AS j WHERE j.run_id = i.run_id) AS job_id
+    -- make the running-jobs indexes look usable for it. The lease is compared to a column of
+    -- targets for the same reason as the status in complete_batch.sql: as a filter on jobs
+    -- alone it was estimated from those statistics, and the join became a nested loop.
+    SELECT i.*, (SELECT j.id FROM jobs AS j WHERE j.run_id = i.run_id) AS job_id,
+           now() AS checked_at
     FROM input AS i
 )
 UPDATE jobs AS j SET
@@ -22,5 +25,5 @@ UPDATE jobs AS j SET
 FROM targets AS i
 WHERE j.id = ANY (ARRAY(SELECT job_id FROM targets))
   AND j.id = i.job_id AND j.run_id IS NOT DISTINCT FROM i.run_id
-  AND (j.lease_expires_at > now()) IS TRUE  -- a filter, never a scan of the lease index
+  AND (j.lease_expires_at > i.checked_at) IS TRUE  -- running, and the lease not expired
 RETURNING j.run_id, j.cancel_requested

@@ -6,22 +6,16 @@ WITH owner AS (
       AND (j.id = $2::bigint OR j.id = (SELECT r.job_id FROM job_runs AS r WHERE r.id = $1::bigint))
 ), cur AS (
     SELECT j.id, j.run_id FROM jobs AS j
-    WHERE j.id IN (SELECT id FROM owner) AND j.run_id IS NOT NULL AND j.worker_id = $3::text
+    WHERE j.id IN (SELECT id FROM owner) AND j.status = 'running' AND j.worker_id = $3::text
       AND (j.run_id = $1::bigint OR $1::bigint IS NULL)
     FOR UPDATE
 ), done AS (
     UPDATE jobs AS j SET
         status = 'succeeded', result = $4::text::jsonb, error = NULL,
-        completed_at = now(), updated_at = now(), run_id = NULL, lease_expires_at = NULL
+        completed_at = now(), updated_at = now(), lease_expires_at = NULL,
+        run_updated_at = now()
     FROM cur AS c
     WHERE j.id = c.id AND j.run_id IS NOT DISTINCT FROM c.run_id
     RETURNING j.*, c.run_id AS ended_run
-), runs AS (
-    INSERT INTO finished_runs (id, job_id, attempt, worker_id, status, progress_current,
-                               progress_total, progress_message, result, error, started_at,
-                               finished_at, updated_at)
-    SELECT ended_run, id, attempt_count, worker_id, 'succeeded', progress_current, progress_total,
-           progress_message, result, NULL, attempt_started_at, now(), now()
-    FROM done
 )
 SELECT (SELECT count(*) FROM owner) AS found, (SELECT to_jsonb(d) FROM done AS d) AS job

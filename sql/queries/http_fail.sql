@@ -7,7 +7,7 @@ WITH owner AS (
       AND (j.id = $2::bigint OR j.id = (SELECT r.job_id FROM job_runs AS r WHERE r.id = $1::bigint))
 ), cur AS (
     SELECT j.id, j.run_id FROM jobs AS j
-    WHERE j.id IN (SELECT id FROM owner) AND j.run_id IS NOT NULL AND j.worker_id = $3::text
+    WHERE j.id IN (SELECT id FROM owner) AND j.status = 'running' AND j.worker_id = $3::text
       AND (j.run_id = $1::bigint OR $1::bigint IS NULL)
     FOR UPDATE
 ), done AS (

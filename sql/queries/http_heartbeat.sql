@@ -12,7 +12,7 @@ WITH owner AS (
         progress_total = coalesce($7::bigint, j.progress_total),
         progress_message = coalesce($8::text, j.progress_message),
         run_updated_at = now()
-    WHERE j.id IN (SELECT id FROM owner) AND j.run_id IS NOT NULL AND j.worker_id = $3::text
+    WHERE j.id IN (SELECT id FROM owner) AND j.status = 'running' AND j.worker_id = $3::text
       AND j.lease_expires_at > now() AND (j.run_id = $1::bigint OR $1::bigint IS NULL)
     RETURNING j.*
 )

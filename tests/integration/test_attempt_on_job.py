@@ -43,7 +43,9 @@ async def test_a_run_keeps_its_id_from_claim_to_its_finished_row(
     row = await conn.fetchrow(
         "SELECT status, run_id, lease_expires_at FROM jobs WHERE id = $1", job.id
     )
-    assert tuple(row) == ("succeeded", None, None)
+    assert tuple(row) == ("succeeded", second["run_id"], None)  # the success stays on the job
+    finished = await conn.fetch("SELECT id, status FROM finished_runs")
+    assert [tuple(r) for r in finished] == [(first["run_id"], "failed")]
 
 
 async def test_late_outcomes_of_an_ended_attempt_change_nothing(
@@ -84,11 +86,23 @@ def _rows_read_from_jobs(plan: Any) -> int:
     return total
 
 
+def _rows_removed_by_join_filters(plan: Any) -> int:
+    """Row pairs that joins examined and threw away, over every loop, in an EXPLAIN (ANALYZE)
+    JSON plan: a nested loop over every (run, job) pair shows here, not in the rows read."""
+    total = int(plan.get("Rows Removed by Join Filter", 0)) * int(plan.get("Actual Loops", 1))
+    for child in plan.get("Plans", []):
+        total += _rows_removed_by_join_filters(child)
+    return total
+
+
+@pytest.mark.parametrize("plan_mode", ["auto", "force_generic_plan"])
 async def test_a_completion_reads_only_its_own_jobs_with_statistics_from_before_the_claim(
-    client: Client, conn: db.Connection
+    client: Client, conn: db.Connection, plan_mode: str
 ) -> None:
     """The statistics say no job is running (ANALYZE ran before the claims): a plan built on
-    them once scanned every running job for each batch. Each statement must read its own."""
+    them once scanned every running job for each batch, and a generic plan (what a prepared
+    statement gets after five runs) once joined every run to every job of the batch. Each
+    statement must read its own rows, and pair each run with its job only."""
     await client.enqueue_many([{"kind": "k", "params": {"i": i}} for i in range(3000)])
     await conn.execute("ANALYZE jobs")
     runs: list[int] = []
@@ -97,22 +111,47 @@ async def test_a_completion_reads_only_its_own_jobs_with_statistics_from_before_
     assert len(runs) == 3000
     batch = runs[1000:1100]
     none = [None] * len(batch)
-    statements: list[tuple[str, tuple[Any, ...]]] = [
-        ("complete_batch", (batch, ["null"] * len(batch), none, none, none)),
-        ("fail_batch", (batch, ["failed"] * len(batch), ["x"] * len(batch), none)),
-        ("heartbeat", (batch, 60.0, none, none, none)),
+    statements: list[tuple[str, str, tuple[Any, ...]]] = [
+        (
+            "complete_batch",
+            "bigint[], jsonb[], bigint[], bigint[], text[]",
+            (batch, ["null"] * len(batch), none, none, none),
+        ),
+        (
+            "fail_batch",
+            "bigint[], text[], text[], double precision[]",
+            (batch, ["failed"] * len(batch), ["x"] * len(batch), none),
+        ),
+        (
+            "heartbeat",
+            "bigint[], double precision, bigint[], bigint[], text[]",
+            (batch, 60.0, none, none, none),
+        ),
     ]
-    for name, args in statements:
+    for name, types, args in statements:
+        # A named prepared statement, as asyncpg makes: plan_cache_mode then decides its plan.
+        await conn.execute(f"PREPARE probe_{name} ({types}) AS {query(name)}")
         tx = conn.transaction()
         await tx.start()
         try:
+            await conn.execute("SELECT set_config('plan_cache_mode', $1, true)", plan_mode)
+            # EXPLAIN EXECUTE takes no bind parameters: pass the values as typed literals.
+            literals = [
+                f"{await conn.fetchval(f'SELECT quote_literal($1::{t})', a)}::{t}"
+                for t, a in zip(types.split(", "), args, strict=True)
+            ]
             plan = json.loads(
-                await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {query(name)}", *args)
+                await conn.fetchval(
+                    f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE probe_{name} ({', '.join(literals)})"
+                )
             )[0]["Plan"]
         finally:
             await tx.rollback()
+            await conn.execute(f"DEALLOCATE probe_{name}")
         read = _rows_read_from_jobs(plan)
         assert read <= 2 * len(batch), f"{name} read {read} rows of jobs for {len(batch)} runs"
+        pairs = _rows_removed_by_join_filters(plan)
+        assert pairs <= len(batch), f"{name} examined {pairs} extra pairs for {len(batch)} runs"
 
 
 async def test_upgrade_moves_live_attempts_onto_their_jobs(pg_dsn: str, schema: str) -> None:
@@ -168,10 +207,10 @@ async def test_upgrade_moves_live_attempts_onto_their_jobs(pg_dsn: str, schema: 
         assert [tuple(r) for r in view] == [(failed_run, "failed"), (live_run, "running")]
 
         await complete(conn, live_run)
-        finished = await conn.fetch(
-            "SELECT id, attempt, worker_id, status, progress_current FROM finished_runs ORDER BY id"
+        runs = await conn.fetch(
+            "SELECT id, attempt, worker_id, status, progress_current FROM job_runs ORDER BY id"
         )
-        assert [tuple(r) for r in finished] == [
+        assert [tuple(r) for r in runs] == [
             (failed_run, 1, "w-old", "failed", None),
             (live_run, 2, "w-live", "succeeded", 3),
         ]

@@ -33,11 +33,18 @@ async def _finished_job(client: Client, conn: db.Connection, attempts: int) -> i
 async def test_deleting_jobs_deletes_their_runs_only(client: Client, conn: db.Connection) -> None:
     gone = [await _finished_job(client, conn, 2) for _ in range(3)]
     kept = await _finished_job(client, conn, 3)
-    assert await conn.fetchval("SELECT count(*) FROM finished_runs") == 9
+    assert await conn.fetchval("SELECT count(*) FROM job_runs") == 9
+    assert await conn.fetchval("SELECT count(*) FROM finished_runs") == 5  # the failed ones
 
     assert await conn.execute("DELETE FROM jobs WHERE id = ANY($1::bigint[])", gone) == "DELETE 3"
     runs = await conn.fetch("SELECT job_id, attempt FROM finished_runs ORDER BY attempt")
-    assert [tuple(r) for r in runs] == [(kept, 1), (kept, 2), (kept, 3)]
+    assert [tuple(r) for r in runs] == [(kept, 1), (kept, 2)]
+    runs = await conn.fetch("SELECT job_id, attempt, status FROM job_runs ORDER BY attempt")
+    assert [tuple(r) for r in runs] == [
+        (kept, 1, "failed"),
+        (kept, 2, "failed"),
+        (kept, 3, "succeeded"),
+    ]
 
 
 async def test_retention_deletes_old_jobs_with_their_runs(
@@ -49,7 +56,8 @@ async def test_retention_deletes_old_jobs_with_their_runs(
         "UPDATE jobs SET completed_at = now() - interval '10 days' WHERE id = $1", old
     )
     assert await conn.execute(query("retention"), 7, 100) == "DELETE 1"
-    assert [r["job_id"] for r in await conn.fetch("SELECT job_id FROM finished_runs")] == [new]
+    assert await conn.fetchval("SELECT count(*) FROM finished_runs") == 0  # old's failed run
+    assert [r["job_id"] for r in await conn.fetch("SELECT job_id FROM job_runs")] == [new]
 
 
 async def test_truncating_jobs_truncates_their_runs(client: Client, conn: db.Connection) -> None:
@@ -129,14 +137,28 @@ async def test_upgrade_from_0008_keeps_runs_and_cascades(pg_dsn: str, schema: st
             )
             == 1
         )
-        await conn.execute("INSERT INTO jobs (kind) VALUES ('k'), ('k')")
-        runs = sorted(r["run_id"] for r in await claim(conn, "k"))
-        for run in runs:
-            await complete(conn, run)
+        # Two succeeded jobs as 0008 left them: the job row without its attempt, plus a run row.
+        runs = [
+            await conn.fetchval(
+                """
+                WITH j AS (
+                    INSERT INTO jobs (kind, status, attempt_count, started_at, completed_at)
+                    VALUES ('k', 'succeeded', 1, now(), now()) RETURNING id
+                )
+                INSERT INTO finished_runs (job_id, attempt, worker_id, status, finished_at)
+                SELECT id, 1, 'w-old', 'succeeded', now() FROM j RETURNING id
+                """
+            )
+            for _ in range(2)
+        ]
 
         applied = await migrations.migrate(conn, old)
-        assert [m.version for m in applied] == [9]
+        assert [m.version for m in applied] == [
+            m.version for m in migrations.load_migrations() if m.version >= 9
+        ]
         assert sorted(r["id"] for r in await conn.fetch("SELECT id FROM finished_runs")) == runs
+        view = await conn.fetch("SELECT id, status FROM job_runs ORDER BY id")
+        assert [tuple(r) for r in view] == [(r, "succeeded") for r in runs]  # listed once each
         assert (
             await conn.fetchval(
                 "SELECT count(*) FROM pg_constraint WHERE conname = 'finished_runs_job_id_fkey'"
