@@ -267,20 +267,71 @@ def tree_rss(pids: list[int]) -> int:
     return total
 
 
-class RssSampler(threading.Thread):
-    """Samples tree_rss every 50 ms and keeps the peak."""
+def tree_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system) the processes have used so far: their own, their live
+    descendants', and that of the descendants they have reaped."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for proc in procs:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+    return total
 
-    def __init__(self, pids: list[int], interval: float = 0.05) -> None:
+
+def server_pid(backend_pid: int) -> int | None:
+    """The postmaster of a local PostgreSQL backend (None when the server is not local)."""
+    with contextlib.suppress(psutil.Error):
+        parent = psutil.Process(backend_pid).parent()
+        if parent is not None and "postgres" in parent.name():
+            return parent.pid
+    return None
+
+
+class RssSampler(threading.Thread):
+    """Samples tree_rss every 50 ms and keeps the peak; also records the CPU time used by the
+    workers and by the PostgreSQL server (all its processes), to share it out per job."""
+
+    def __init__(self, pids: list[int], server: int | None = None, interval: float = 0.05) -> None:
         super().__init__(daemon=True)
         self.pids = pids
+        self.server = server
         self.interval = interval
         self.peak = 0
+        self.cpu: list[tuple[float, float, float]] = []  # (unix time, workers s, server s)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
             self.peak = max(self.peak, tree_rss(self.pids))
+            self._sample_cpu()
             self._stop_event.wait(self.interval)
+        self._sample_cpu()  # the drain ended since the last sample: one more brackets its end
+
+    def _sample_cpu(self) -> None:
+        server = tree_cpu([self.server]) if self.server else math.nan
+        self.cpu.append((time.time(), tree_cpu(self.pids), server))
+
+    def cpu_between(self, start: float, end: float) -> tuple[float, float] | None:
+        """CPU seconds (workers, server) used from `start` to `end` (unix times), read from the
+        samples by linear interpolation; None without samples around both ends."""
+
+        def at(t: float, column: int) -> float | None:
+            for (t0, *v0), (t1, *v1) in itertools.pairwise(self.cpu):
+                if t0 <= t <= t1:
+                    w = 0.0 if t1 == t0 else (t - t0) / (t1 - t0)
+                    return v0[column] + (v1[column] - v0[column]) * w
+            return None
+
+        spent = [(at(end, c), at(start, c)) for c in (0, 1)]
+        if any(a is None or b is None for a, b in spent):
+            return None
+        return spent[0][0] - spent[0][1], spent[1][0] - spent[1][1]  # type: ignore[operator]
 
     def stop(self) -> int:
         self._stop_event.set()
@@ -750,8 +801,9 @@ class Bench:
             # planner guesses, and a fresh 20,000-row queue is not the state being measured.
             await admin.execute("ANALYZE")
             self.probe.firsts.clear()
+            server = server_pid(await admin.fetchval("SELECT pg_backend_pid()"))
             workers = self.workers(system, dsn, processes)
-            sampler = RssSampler(workers.pids)
+            sampler = RssSampler(workers.pids, server)
             sampler.start()
             boxed = False
             polls: list[float] = []
@@ -781,6 +833,8 @@ class Bench:
                 if not boxed and done != n:
                     raise RuntimeError(f"{done} of {n} jobs succeeded")
                 first = min(self.probe.firsts) if self.probe.firsts else workers.started
+                cpu = sampler.cpu_between(first, last)
+                server_cpu = cpu is not None and not math.isnan(cpu[1])
                 if boxed:  # let the worker go idle: drop what it has not started
                     await admin.execute(system.discard_sql)
                     stop_at = time.monotonic() + 30
@@ -802,6 +856,12 @@ class Bench:
             "time_boxed": boxed,
             "rss_peak_mb": peak / 2**20,
             "rss_idle_mb": idle,
+            # CPU per job over the drain window: worker processes, and every process of the
+            # PostgreSQL server (NaN when it is not local). With both cores busy, their sum
+            # bounds the rate: 2 cores / (CPU per job).
+            "cpu_worker_us_per_job": cpu[0] / done * 1e6 if cpu and done else None,
+            "cpu_server_us_per_job": cpu[1] / done * 1e6 if server_cpu and done else None,
+            "cpu_cores_busy": sum(cpu) / (last - first) if server_cpu and last > first else None,
             "progress_polls": len(polls),
             "progress_poll_ms_median": statistics.median(polls) * 1000 if polls else None,
         }
@@ -1204,6 +1264,11 @@ def rows(cfg: Config) -> list[Row]:
         Row("W6 cancel latency p99 (ms)", ("w6",), "p99_ms", digits=2, chart=lat),
         Row("W7 SSE latency p50 (ms)", ("w7",), "p50_ms", digits=2, chart=lat),
         Row("W7 SSE latency p99 (ms)", ("w7",), "p99_ms", digits=2, chart=lat),
+        Row("CPU per job, W1 1 process: worker (us)", ("w1_p1",), "cpu_worker_us_per_job"),
+        Row("CPU per job, W1 1 process: PostgreSQL (us)", ("w1_p1",), "cpu_server_us_per_job"),
+        Row("CPU per job, W1 2 processes: workers (us)", ("w1_p2",), "cpu_worker_us_per_job"),
+        Row("CPU per job, W1 2 processes: PostgreSQL (us)", ("w1_p2",), "cpu_server_us_per_job"),
+        Row("W1 2 processes: cores busy", ("w1_p2",), "cpu_cores_busy", digits=2),
         Row("memory: W1 peak RSS, 1 process (MB)", ("w1_p1",), "rss_peak_mb", chart=mem),
         Row("memory: idle RSS after W1 (MB)", ("w1_p1",), "rss_idle_mb", chart=mem),
         Row("memory: W1 peak RSS, 2 processes (MB)", ("w1_p2",), "rss_peak_mb", chart=mem),
