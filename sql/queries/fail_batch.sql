@@ -38,7 +38,7 @@ WITH input AS (
     FROM targets AS i
     WHERE j.id = ANY (ARRAY(SELECT job_id FROM targets))
       AND j.id = i.job_id AND j.run_id IS NOT DISTINCT FROM i.run_id
-  AND j.status IS NOT DISTINCT FROM i.running
+      AND j.status IS NOT DISTINCT FROM i.running
     RETURNING i.run_id, j.id, j.attempt_count, j.worker_id, j.attempt_started_at,
               j.progress_current, j.progress_total, j.progress_message, j.status,
               i.run_status, i.error AS run_error
