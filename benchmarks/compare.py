@@ -252,18 +252,22 @@ class Workers:
                 p.wait()
 
 
+def tree(pids: list[int]) -> list[psutil.Process]:
+    """The processes and all their live descendants (those gone already are left out)."""
+    procs: list[psutil.Process] = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(pid)
+            procs += [root, *root.children(recursive=True)]
+    return procs
+
+
 def tree_rss(pids: list[int]) -> int:
     """Resident memory of the processes and all their descendants, in bytes."""
     total = 0
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            continue
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                total += proc.memory_info().rss
+    for proc in tree(pids):
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
     return total
 
 
@@ -271,16 +275,10 @@ def tree_cpu(pids: list[int]) -> float:
     """CPU seconds (user + system) the processes have used so far: their own, their live
     descendants', and that of the descendants they have reaped."""
     total = 0.0
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            continue
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                t = proc.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
+    for proc in tree(pids):
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            total += t.user + t.system + t.children_user + t.children_system
     return total
 
 
@@ -293,7 +291,7 @@ def server_pid(backend_pid: int) -> int | None:
     return None
 
 
-class RssSampler(threading.Thread):
+class ProcessSampler(threading.Thread):
     """Samples tree_rss every 50 ms and keeps the peak; also records the CPU time used by the
     workers and by the PostgreSQL server (all its processes), to share it out per job."""
 
@@ -803,7 +801,7 @@ class Bench:
             self.probe.firsts.clear()
             server = server_pid(await admin.fetchval("SELECT pg_backend_pid()"))
             workers = self.workers(system, dsn, processes)
-            sampler = RssSampler(workers.pids, server)
+            sampler = ProcessSampler(workers.pids, server)
             sampler.start()
             boxed = False
             polls: list[float] = []

@@ -118,13 +118,16 @@ async def status(conn: Connection, schema: str) -> Status:
     return Status(applied=applied, pending=plan(applied, load_migrations()))
 
 
-async def migrate(conn: Connection, schema: str) -> list[Migration]:
-    """Apply every pending migration to `schema` in one transaction; returns what it applied."""
+async def migrate(conn: Connection, schema: str, upto: int | None = None) -> list[Migration]:
+    """Apply every pending migration (up to version `upto`, if given) to `schema` in one
+    transaction; returns what it applied."""
     async with conn.transaction():
         await _lock(conn, schema)
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         await conn.execute("SELECT set_config('search_path', $1::text, true)", schema)
         pending = plan(await _read_applied(conn, schema), load_migrations())
+        if upto is not None:
+            pending = [m for m in pending if m.version <= upto]
         await conn.execute(_LEDGER)
         for migration in pending:
             await conn.execute(migration.sql)

@@ -161,23 +161,7 @@ async def test_upgrade_moves_live_attempts_onto_their_jobs(pg_dsn: str, schema: 
     old = f"{schema}_old"
     conn = await db.connect(pg_dsn, old)
     try:
-        await conn.execute(f'CREATE SCHEMA "{old}"')
-        async with conn.transaction():
-            await conn.execute("SELECT set_config('search_path', $1, true)", old)
-            for m in migrations.load_migrations():
-                if m.version > 7:
-                    break
-                await conn.execute(m.sql)
-            await conn.execute(migrations._LEDGER)
-            for m in migrations.load_migrations():
-                if m.version <= 7:
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum)"
-                        " VALUES ($1, $2, $3)",
-                        m.version,
-                        m.name,
-                        m.checksum,
-                    )
+        await migrations.migrate(conn, old, upto=7)
         job = await conn.fetchval(
             "INSERT INTO jobs (kind, status, attempt_count, started_at)"
             " VALUES ('k', 'running', 2, now()) RETURNING id"

@@ -115,20 +115,7 @@ async def test_upgrade_from_0008_keeps_runs_and_cascades(pg_dsn: str, schema: st
     old = f"{schema}_old"
     conn = await db.connect(pg_dsn, old)
     try:
-        await conn.execute(f'CREATE SCHEMA "{old}"')
-        async with conn.transaction():
-            await conn.execute("SELECT set_config('search_path', $1, true)", old)
-            await conn.execute(migrations._LEDGER)
-            for m in migrations.load_migrations():
-                if m.version > 8:
-                    break
-                await conn.execute(m.sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    m.version,
-                    m.name,
-                    m.checksum,
-                )
+        await migrations.migrate(conn, old, upto=8)
         assert (
             await conn.fetchval(
                 "SELECT count(*) FROM pg_constraint WHERE conname = 'finished_runs_job_id_fkey'"
