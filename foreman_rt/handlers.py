@@ -115,6 +115,11 @@ class Handler:
     takes_ctx: bool
     model: type[BaseModel] | None
 
+    @property
+    def direct(self) -> bool:
+        """Async and taking params as they come: the runtime may await `fn` itself."""
+        return self.is_async and self.model is None
+
     @classmethod
     def wrap(cls, kind: str, fn: HandlerFn) -> Handler:
         """Inspect `fn` once: async or sync, (params) or (params, ctx), pydantic params."""

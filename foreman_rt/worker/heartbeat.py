@@ -38,9 +38,11 @@ class Heartbeat:
         *,
         lease_seconds: float,
         interval: float,
+        finished: Callable[[], Iterable[int]] | None = None,
     ) -> None:
         self._pool = pool
         self._contexts = contexts
+        self._finished = finished
         self._on_beat = on_beat
         self._lease = lease_seconds
         self._interval = interval
@@ -72,29 +74,33 @@ class Heartbeat:
                 wait = min(1.0, self._interval / 3)
 
     async def run_once(self) -> Beat | None:
-        """Renew every current lease now; None when there is nothing to renew."""
+        """Renew every current lease now; None when there is nothing to renew. Runs that
+        finished but whose outcome is not written yet keep their lease too (no progress)."""
         ctxs = list(self._contexts())
-        if not ctxs:
+        finished = [] if self._finished is None else list(self._finished())
+        if not ctxs and not finished:
             return None
         sent = [(c, c.progress_dirty) for c in ctxs]
         for c in ctxs:
             c.progress_dirty = False  # progress reported from now on goes in the next beat
+        nothing: list[None] = [None] * len(finished)
         try:
             rows = await self._pool.fetch(
                 query("heartbeat"),
-                [c.run_id for c in ctxs],
+                [c.run_id for c in ctxs] + finished,
                 self._lease,
-                [c.progress_current if dirty else None for c, dirty in sent],
-                [c.progress_total if dirty else None for c, dirty in sent],
-                [c.progress_message if dirty else None for c, dirty in sent],
+                [c.progress_current if dirty else None for c, dirty in sent] + nothing,
+                [c.progress_total if dirty else None for c, dirty in sent] + nothing,
+                [c.progress_message if dirty else None for c, dirty in sent] + nothing,
             )
         except BaseException:
             for c, dirty in sent:
                 c.progress_dirty = c.progress_dirty or dirty
             raise
         renewed = {r["run_id"]: r["cancel_requested"] for r in rows}
+        asked = [c.run_id for c in ctxs] + finished
         beat = Beat(
-            lost=frozenset(c.run_id for c in ctxs if c.run_id not in renewed),
+            lost=frozenset(run for run in asked if run not in renewed),
             cancel=frozenset(run for run, flag in renewed.items() if flag),
         )
         self._on_beat(beat)

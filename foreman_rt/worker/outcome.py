@@ -71,14 +71,14 @@ def _describe(exc: BaseException) -> str:
     return clean_text(full[:ERROR_MAX_CHARS])
 
 
-def succeeded(attempt: Attempt, result: Any) -> Outcome:
+def succeeded(run_id: int, result: Any) -> Outcome:
     """A handler returned `result`: complete, unless the result cannot be stored."""
     if result is None:
-        return Succeeded(attempt.run_id, "null")
+        return Succeeded(run_id, "null")
     try:
-        return Succeeded(attempt.run_id, encode_params(result))
+        return Succeeded(run_id, encode_params(result))
     except InvalidInput as exc:
-        return Failed(attempt.run_id, "failed", clean_text(f"unusable result: {exc.message}"), None)
+        return Failed(run_id, "failed", clean_text(f"unusable result: {exc.message}"), None)
 
 
 def failed(

@@ -33,6 +33,7 @@ from foreman_rt.worker.metrics import WorkerMetrics
 from foreman_rt.worker.outcome import (
     Attempt,
     Discard,
+    Failed,
     Outcome,
     StopReason,
     Succeeded,
@@ -52,13 +53,19 @@ class RunningJob:
     """One attempt in progress in this process."""
 
     ctx: JobContext
-    attempt: Attempt
     handler: Handler
     params: Any
+    backoff_base: float | None
+    backoff_max: float | None
     started: float
     task: asyncio.Task[None] | None = None
     reason: StopReason | None = None
     done: bool = field(default=False)
+
+    def attempt(self) -> Attempt:
+        """The facts a failure decision needs (made only when the attempt fails)."""
+        c = self.ctx
+        return Attempt(c.run_id, c.attempt, c.max_attempts, self.backoff_base, self.backoff_max)
 
 
 class Worker:
@@ -85,7 +92,6 @@ class Worker:
         self._queue_set = None if self.settings.queues is None else frozenset(self.settings.queues)
         self._kind_set = frozenset(self._kinds)
         self._running: dict[int, RunningJob] = {}
-        self._unwritten: dict[int, JobContext] = {}  # finished, outcome not yet written
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._hard_stop = asyncio.Event()
@@ -163,6 +169,7 @@ class Worker:
             self._on_beat,
             lease_seconds=s.lease_seconds,
             interval=s.heartbeat_interval,
+            finished=completer.buffered_runs,
         )
         maintenance = Maintenance(self._pool, s, self.metrics)
         self._completer, self._heartbeat = completer, heartbeat
@@ -415,14 +422,14 @@ class Worker:
             max_attempts=row["max_attempts"],
             _on_progress=self._on_progress,
         )
-        attempt = Attempt(
-            row["run_id"],
-            row["attempt_count"],
-            row["max_attempts"],
+        rj = RunningJob(
+            ctx,
+            self.handlers[kind],
+            row["params"],
             row["backoff_base_seconds"],
             row["backoff_max_seconds"],
+            time.perf_counter(),
         )
-        rj = RunningJob(ctx, attempt, self.handlers[kind], row["params"], time.perf_counter())
         self._running[ctx.run_id] = rj
         self.metrics.claim_wait_of(kind).observe(max(row["wait_seconds"], 0.0))
         rj.task = loop.create_task(self._execute(rj), name=f"job-{ctx.job_id}")
@@ -436,15 +443,23 @@ class Worker:
 
     async def _execute(self, rj: RunningJob) -> None:
         outcome: Outcome
+        handler = rj.handler
+        retry = self.settings.retry
         try:
-            result = await rj.handler.call(rj.params, rj.ctx, self._executor)
-            outcome = succeeded(rj.attempt, result)
+            if handler.direct:  # async, no params model: await it here, one coroutine less
+                if handler.takes_ctx:
+                    result = await handler.fn(rj.params, rj.ctx)
+                else:
+                    result = await handler.fn(rj.params)
+            else:
+                result = await handler.call(rj.params, rj.ctx, self._executor)
+            outcome = succeeded(rj.ctx.run_id, result)
         except asyncio.CancelledError as exc:
-            outcome = failed(rj.attempt, exc, rj.reason or StopReason.SHUTDOWN, self.settings.retry)
+            outcome = failed(rj.attempt(), exc, rj.reason or StopReason.SHUTDOWN, retry)
         except Exception as exc:
-            outcome = failed(rj.attempt, exc, rj.reason, self.settings.retry)
+            outcome = failed(rj.attempt(), exc, rj.reason, retry)
         if rj.reason is StopReason.LEASE_LOST:
-            outcome = failed(rj.attempt, RuntimeError("lease lost"), rj.reason, self.settings.retry)
+            outcome = failed(rj.attempt(), RuntimeError("lease lost"), rj.reason, retry)
         self._finish(rj, outcome)
 
     def _finish(self, rj: RunningJob, outcome: Outcome) -> None:
@@ -453,12 +468,10 @@ class Worker:
         if isinstance(outcome, Succeeded) and ctx.progress_dirty:  # not yet heartbeated
             progress = (ctx.progress_current, ctx.progress_total, ctx.progress_message)
             outcome = replace(outcome, progress=progress)
-        self._running.pop(rj.ctx.run_id, None)
+        self._running.pop(ctx.run_id, None)
         assert self._completer is not None
         self._completer.add(outcome)
-        if not isinstance(outcome, Discard):
-            self._unwritten[rj.ctx.run_id] = rj.ctx
-        count, duration = self.metrics.finished_of(rj.ctx.kind, type(outcome).__name__.lower())
+        count, duration = self.metrics.finished_of(ctx.kind, _OUTCOME_LABEL[type(outcome)])
         count.inc()
         duration.observe(time.perf_counter() - rj.started)
         if self._saturated and not self._stopping.is_set():
@@ -467,7 +480,6 @@ class Worker:
     def _on_flushed(self, retried: bool) -> None:
         """Outcomes were written. Retries become due later with no NOTIFY: claim (nothing yet)
         and so re-plan the timer to the earliest due job."""
-        self._forget_written()
         if self._stopping.is_set():
             return
         if retried:
@@ -487,24 +499,10 @@ class Worker:
         log.info("job %s run %s interrupted: %s", rj.ctx.job_id, rj.ctx.run_id, reason.value)
 
     def _contexts(self) -> list[JobContext]:
-        """The leases to renew: running jobs, and finished ones whose outcome still waits to
-        be written (the database may be away), so their lease does not lapse meanwhile."""
-        contexts = [rj.ctx for rj in self._running.values() if not rj.done]
-        self._forget_written()
-        contexts.extend(self._unwritten.values())
-        return contexts
-
-    def _forget_written(self) -> None:
-        """Drop finished runs whose outcome is no longer buffered (written, or discarded)."""
-        if not self._unwritten:
-            return
-        assert self._completer is not None
-        buffered = self._completer.buffered_runs()
-        if not buffered:
-            self._unwritten.clear()
-            return
-        for run_id in [r for r in self._unwritten if r not in buffered]:
-            del self._unwritten[run_id]
+        """The running attempts' leases to renew. Finished ones whose outcome still waits to
+        be written (the database may be away) are renewed too, by run id: the heartbeat asks
+        the completer for those, so their lease does not lapse meanwhile."""
+        return [rj.ctx for rj in self._running.values() if not rj.done]
 
     # -- notifications --------------------------------------------------------------------
 
@@ -614,6 +612,9 @@ class Worker:
         self.stop()
         if self._run_task is not None:
             await self._run_task
+
+
+_OUTCOME_LABEL: dict[type, str] = {Succeeded: "succeeded", Failed: "failed", Discard: "discard"}
 
 
 def _as_handlers(handlers: Mapping[str, Callable[..., Any] | Handler]) -> dict[str, Handler]:

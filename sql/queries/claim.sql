@@ -27,5 +27,5 @@ UPDATE jobs AS j SET
     run_updated_at = now()
 WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING j.id, j.kind, j.queue, j.tenant, j.params, j.attempt_count, j.max_attempts,
-          j.enqueued_at, j.backoff_base_seconds, j.backoff_max_seconds, j.run_id,
+          j.backoff_base_seconds, j.backoff_max_seconds, j.run_id,
           extract(epoch FROM now() - j.enqueued_at)::double precision AS wait_seconds

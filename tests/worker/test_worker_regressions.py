@@ -184,5 +184,43 @@ async def test_finished_jobs_are_forgotten_once_their_outcomes_are_written(
         while not await drained():
             assert time.monotonic() < deadline, "the jobs did not finish"
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)  # the last flush's callback
-        assert worker._unwritten == {}, f"{len(worker._unwritten)} finished runs still held"
+        await asyncio.sleep(0.2)  # the last flush
+        assert worker.busy == 0, f"{worker.busy} finished runs still held as running"
+        assert worker._completer is not None
+        assert worker._completer.pending == 0, "written outcomes still buffered"
+        heartbeat = worker._heartbeat
+        assert heartbeat is not None
+        assert await heartbeat.run_once() is None, "the heartbeat still renews finished runs"
+
+
+async def test_a_finished_run_keeps_its_lease_until_its_outcome_is_written(
+    pg_dsn: str, schema: str, conn: db.Connection
+) -> None:
+    """Finished runs whose outcome waits in the completer are renewed by run id alone; a run
+    whose lease is gone comes back as lost."""
+    held, expired = await _claim_runs(conn, 2)
+    await conn.execute("UPDATE jobs SET lease_expires_at = now() + interval '1 second'")
+    await conn.execute(
+        "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE run_id = $1",
+        expired,
+    )
+    pool = await db.create_pool(pg_dsn, schema, min_size=1, max_size=1)
+    try:
+        beats: list[Any] = []
+        beat = Heartbeat(
+            pool,
+            list,
+            beats.append,
+            lease_seconds=300,
+            interval=10,
+            finished=lambda: [held, expired],
+        )
+        result = await beat.run_once()
+        assert result is not None and beats == [result]
+        assert (result.lost, result.cancel) == (frozenset({expired}), frozenset())
+        left = await conn.fetchval(
+            "SELECT extract(epoch FROM lease_expires_at - now()) FROM jobs WHERE run_id = $1", held
+        )
+        assert 290 < left <= 300
+    finally:
+        await pool.close()
