@@ -53,8 +53,14 @@ class RunStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+_KNOWN_NAMES: set[str] = set()  # names that passed: callers repeat a few kinds and queues
+_KNOWN_NAMES_MAX = 4096
+
+
 def validate_name(field: str, value: Any) -> str:
     """kind, queue and tenant: 1-128 chars of letters, digits and _ . : / - ."""
+    if type(value) is str and value in _KNOWN_NAMES:
+        return value
     if not isinstance(value, str) or not value:
         raise InvalidInput(f"{field} must be a non-empty string", code=f"invalid_{field}")
     if len(value) > NAME_MAX:
@@ -68,6 +74,10 @@ def validate_name(field: str, value: Any) -> str:
             "(and must start with a letter or digit)",
             code=f"invalid_{field}",
         )
+    if type(value) is str:  # not a subclass, whose hash or equality may differ
+        if len(_KNOWN_NAMES) >= _KNOWN_NAMES_MAX:
+            _KNOWN_NAMES.clear()
+        _KNOWN_NAMES.add(value)
     return value
 
 
@@ -161,16 +171,18 @@ def clean_text(text: str) -> str:
 
 def encode_params(params: Any) -> str:
     """JSON-encode params (None becomes {}), within the size and depth limits, free of NUL."""
-    if _depth(params) > JSON_DEPTH_MAX:
-        raise InvalidInput(
-            f"params nest deeper than {JSON_DEPTH_MAX} levels", code="invalid_params"
-        )
     try:
         text = json.dumps({} if params is None else params, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise _too_deep() from None
+    except (TypeError, ValueError) as exc:
         raise InvalidInput(
             f"params are not JSON-serialisable: {exc}", code="invalid_params"
         ) from None
+    # Each level of nesting takes at least two characters ("[]" or "{}"), so shorter JSON
+    # cannot be too deep, and the walk over the params is needed only for longer ones.
+    if len(text) > 2 * JSON_DEPTH_MAX and _depth(params) > JSON_DEPTH_MAX:
+        raise _too_deep()
     if len(text) > PARAMS_MAX_BYTES:  # ASCII-only JSON: characters are bytes
         raise InvalidInput(
             f"params are {len(text)} bytes as JSON; the limit is {PARAMS_MAX_BYTES}",
@@ -188,6 +200,10 @@ def encode_params(params: Any) -> str:
             code="invalid_params",
         )
     return text
+
+
+def _too_deep() -> InvalidInput:
+    return InvalidInput(f"params nest deeper than {JSON_DEPTH_MAX} levels", code="invalid_params")
 
 
 def _has_lone_surrogate(params: Any) -> bool:

@@ -8,8 +8,8 @@
 -- created by the migration runner and is not declared here).
 --
 -- Declared state: migrations 0001_init, 0002_api_keys, 0003_wake_due, 0004_wake_demand,
--- 0005_idempotency_index, 0006_wake_fast_path, 0007_events_demand, 0008_attempt_on_job, 0009_runs_without_fk and
--- 0010_success_on_job_row.
+-- 0005_idempotency_index, 0006_wake_fast_path, 0007_events_demand, 0008_attempt_on_job, 0009_runs_without_fk,
+-- 0010_success_on_job_row and 0011_tenant_changes_by_state.
 -- Runs with search_path set to the target schema; every object is created there.
 -- Functions pin that search_path (SET search_path FROM CURRENT) so they behave the same
 -- whatever search_path the calling session uses.
@@ -81,11 +81,14 @@ CREATE INDEX jobs_claim ON jobs (priority DESC, scheduled_at, id)
 -- One job per (tenant, kind, idempotency key); jobs without a key stay out of the index.
 CREATE UNIQUE INDEX jobs_idempotency ON jobs (tenant, kind, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
--- Retention deletes old terminal jobs through this index.
-CREATE INDEX jobs_completed ON jobs (completed_at)
+-- Retention deletes old terminal jobs through this index, in completed_at order; a resumed
+-- tenant stream finds the tenant's recently finished jobs in it (a terminal job's last change
+-- is its completion), checking the tenant without visiting rows.
+CREATE INDEX jobs_completed ON jobs (completed_at, tenant)
     WHERE status IN ('succeeded', 'failed', 'cancelled');
--- Dashboards list a tenant's recently changed jobs when a stream resumes.
-CREATE INDEX jobs_tenant_updated ON jobs (tenant, updated_at);
+-- A resumed tenant stream finds the tenant's recently enqueued, retried or requeued jobs here
+-- (running ones through jobs_lease). Pending rows only: claims and completions never write it.
+CREATE INDEX jobs_pending_changed ON jobs (tenant, updated_at) WHERE status = 'pending';
 -- Runs are looked up by id (batched completions, HTTP workers, the job_runs view); the reaper
 -- finds expired leases. jobs_run holds running jobs and the last attempt of succeeded ones;
 -- jobs_lease running jobs only. Each predicate is on its own column, never on status: the planner

@@ -4,6 +4,9 @@
 -- resolves those one by one. Names are schema-qualified ({schema}) and params travel as text,
 -- because this may run on the caller's own connection. The sequence is looked up once per
 -- statement (an InitPlan), not once per row: about 10 % of the statement's time at 5,000 rows.
+-- Jobs without a key are inserted by a plain INSERT: ON CONFLICT makes every row a speculative
+-- insertion (a lock and one more WAL record per row) even where the partial index's predicate
+-- rules a conflict out. Each INSERT runs the statement triggers once, an empty one included.
 WITH input AS MATERIALIZED (
     SELECT nextval((SELECT pg_get_serial_sequence('{schema}.jobs', 'id')::regclass)) AS id, t.*
     FROM unnest($1::text[], $2::text[], $3::text[], $4::integer[], $5::timestamptz[],
@@ -12,20 +15,29 @@ WITH input AS MATERIALIZED (
          WITH ORDINALITY AS t(kind, params, queue, priority, scheduled_at, max_attempts,
                               idempotency_key, tenant, service, backoff_base, backoff_max, delay,
                               ord)
-), inserted AS (
+), plain AS (
+    INSERT INTO {schema}.jobs (id, kind, params, queue, priority, scheduled_at, max_attempts,
+                      tenant, service, backoff_base_seconds, backoff_max_seconds)
+    SELECT id, kind, params::jsonb, queue, priority,
+           coalesce(scheduled_at, now() + make_interval(secs => coalesce(delay, 0))),
+           max_attempts, tenant, service, backoff_base, backoff_max
+    FROM input WHERE idempotency_key IS NULL ORDER BY ord
+), keyed AS (
     INSERT INTO {schema}.jobs (id, kind, params, queue, priority, scheduled_at, max_attempts,
                       idempotency_key, tenant, service, backoff_base_seconds, backoff_max_seconds)
     SELECT id, kind, params::jsonb, queue, priority,
            coalesce(scheduled_at, now() + make_interval(secs => coalesce(delay, 0))),
            max_attempts, idempotency_key, tenant, service, backoff_base, backoff_max
-    FROM input ORDER BY ord
+    FROM input WHERE idempotency_key IS NOT NULL ORDER BY ord
     ON CONFLICT (tenant, kind, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id
 )
-SELECT coalesce(ins.id, existing.id) AS id, ins.id IS NOT NULL AS created
+SELECT CASE WHEN i.idempotency_key IS NULL THEN i.id ELSE coalesce(ins.id, existing.id) END
+       AS id,
+       i.idempotency_key IS NULL OR ins.id IS NOT NULL AS created
 FROM input AS i
-LEFT JOIN inserted AS ins ON ins.id = i.id
+LEFT JOIN keyed AS ins ON ins.id = i.id
 LEFT JOIN {schema}.jobs AS existing
-       ON ins.id IS NULL AND existing.tenant = i.tenant AND existing.kind = i.kind
-      AND existing.idempotency_key = i.idempotency_key
+       ON i.idempotency_key IS NOT NULL AND ins.id IS NULL AND existing.tenant = i.tenant
+      AND existing.kind = i.kind AND existing.idempotency_key = i.idempotency_key
 ORDER BY i.ord

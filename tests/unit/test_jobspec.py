@@ -142,3 +142,29 @@ def test_deeply_nested_params_are_invalid_input_not_recursion_error() -> None:
         JobSpec.build("k", nested)
     assert isinstance(info.value, InvalidInput)
     assert info.value.code == "invalid_params"
+
+
+def _lists(depth: int, leaf: Any = 0) -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("leaf", [0, "x" * 300], ids=["short", "long"])
+def test_params_nested_exactly_to_the_limit_pass_and_one_level_more_fails(leaf: Any) -> None:
+    """Short JSON skips the depth walk (each level takes two characters); the limit holds
+    for short and long JSON alike."""
+    assert json.loads(JobSpec.build("k", _lists(100, leaf)).params_json) == _lists(100, leaf)
+    with pytest.raises(InvalidInput, match="nest deeper than 100") as info:
+        JobSpec.build("k", _lists(101, leaf))
+    assert info.value.code == "invalid_params"
+
+
+def test_a_name_rejected_once_stays_rejected_after_valid_names_were_remembered() -> None:
+    for n in range(5000):  # more names than the remembered set holds
+        JobSpec.build(f"k{n}")
+    for bad in ("", "bad name", "x" * 129):
+        with pytest.raises(InvalidInput):
+            JobSpec.build("k", queue=bad)
+    assert JobSpec.build("k4999", queue="k1").queue == "k1"
