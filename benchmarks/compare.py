@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import logging
@@ -871,9 +872,15 @@ class Bench:
             # CPU per job over the drain window: worker processes, and every process of the
             # PostgreSQL server (NaN when it is not local). With both cores busy, their sum
             # bounds the rate: 2 cores / (CPU per job).
-            "cpu_worker_us_per_job": cpu[0] / done * 1e6 if cpu and done else None,
-            "cpu_server_us_per_job": cpu[1] / done * 1e6 if server_cpu and done else None,
-            "cpu_cores_busy": sum(cpu) / (last - first) if server_cpu and last > first else None,
+            "cpu_worker_us_per_job": cpu[0] / done * 1e6 if cpu is not None and done else None,
+            "cpu_server_us_per_job": (
+                cpu[1] / done * 1e6 if cpu is not None and server_cpu and done else None
+            ),
+            "cpu_cores_busy": (
+                sum(cpu) / (last - first)
+                if cpu is not None and server_cpu and last > first
+                else None
+            ),
             "progress_polls": len(polls),
             "progress_poll_ms_median": statistics.median(polls) * 1000 if polls else None,
             **({} if checkpointed is None else {"checkpoint_after_retain": checkpointed}),
@@ -1497,7 +1504,7 @@ async def main(args: argparse.Namespace) -> int:
             for system in eligible[shift:] + eligible[:shift]:  # alternate who goes first
                 t = time.monotonic()
                 try:
-                    cell = await bench.cell(system, lambda s, d, st=step: st.run(bench, s, d))
+                    cell = await bench.cell(system, functools.partial(step.run, bench))
                 except Exception as exc:
                     results.failures[system.name][step.key] = short_reason(exc)
                     log(f"rep {rep + 1} {step.label}: {system.name} FAILED: {short_reason(exc)}")
