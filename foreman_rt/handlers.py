@@ -115,11 +115,6 @@ class Handler:
     takes_ctx: bool
     model: type[BaseModel] | None
 
-    @property
-    def direct(self) -> bool:
-        """Async and taking params as they come: the runtime may await `fn` itself."""
-        return self.is_async and self.model is None
-
     @classmethod
     def wrap(cls, kind: str, fn: HandlerFn) -> Handler:
         """Inspect `fn` once: async or sync, (params) or (params, ctx), pydantic params."""
@@ -144,6 +139,16 @@ class Handler:
         if self.takes_ctx:
             return lambda: fn(arg, ctx)
         return lambda: fn(arg)
+
+    def invoke(
+        self, params: Any, ctx: JobContext, executor: Executor | None = None
+    ) -> Awaitable[Any]:
+        """What to await to run the handler: an async one taking params as they come is called
+        at once (no wrapping coroutine per job); any other goes through `call`."""
+        if self.is_async and self.model is None:
+            result: Awaitable[Any] = self.fn(params, ctx) if self.takes_ctx else self.fn(params)
+            return result
+        return self.call(params, ctx, executor)
 
     async def call(self, params: Any, ctx: JobContext, executor: Executor | None = None) -> Any:
         """Run the handler: async on the loop, sync in `executor` (a thread pool)."""

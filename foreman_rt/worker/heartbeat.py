@@ -83,11 +83,12 @@ class Heartbeat:
         sent = [(c, c.progress_dirty) for c in ctxs]
         for c in ctxs:
             c.progress_dirty = False  # progress reported from now on goes in the next beat
+        asked = [c.run_id for c in ctxs] + finished
         nothing: list[None] = [None] * len(finished)
         try:
             rows = await self._pool.fetch(
                 query("heartbeat"),
-                [c.run_id for c in ctxs] + finished,
+                asked,
                 self._lease,
                 [c.progress_current if dirty else None for c, dirty in sent] + nothing,
                 [c.progress_total if dirty else None for c, dirty in sent] + nothing,
@@ -98,7 +99,6 @@ class Heartbeat:
                 c.progress_dirty = c.progress_dirty or dirty
             raise
         renewed = {r["run_id"]: r["cancel_requested"] for r in rows}
-        asked = [c.run_id for c in ctxs] + finished
         beat = Beat(
             lost=frozenset(run for run in asked if run not in renewed),
             cancel=frozenset(run for run, flag in renewed.items() if flag),

@@ -443,16 +443,9 @@ class Worker:
 
     async def _execute(self, rj: RunningJob) -> None:
         outcome: Outcome
-        handler = rj.handler
         retry = self.settings.retry
         try:
-            if handler.direct:  # async, no params model: await it here, one coroutine less
-                if handler.takes_ctx:
-                    result = await handler.fn(rj.params, rj.ctx)
-                else:
-                    result = await handler.fn(rj.params)
-            else:
-                result = await handler.call(rj.params, rj.ctx, self._executor)
+            result = await rj.handler.invoke(rj.params, rj.ctx, self._executor)
             outcome = succeeded(rj.ctx.run_id, result)
         except asyncio.CancelledError as exc:
             outcome = failed(rj.attempt(), exc, rj.reason or StopReason.SHUTDOWN, retry)
