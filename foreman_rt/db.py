@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -22,12 +22,22 @@ AnyConnection: TypeAlias = (
 )
 
 
-def server_settings(schema: str, application_name: str) -> dict[str, str]:
-    """Session settings for a connection that works in `schema`."""
+# The worker's sessions plan without sequential scans. Every statement a worker runs reaches
+# jobs by an index, but a plan that the session caches while the table is small (a new
+# installation, or right after a truncate) scans it, and keeps scanning it as finished jobs pile
+# up, until statistics change. Only the worker's own pool gets this: its sessions run nothing else.
+WORKER_PLANNER = {"enable_seqscan": "off"}
+
+
+def server_settings(
+    schema: str, application_name: str, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Session settings for a connection that works in `schema` (plus `extra` ones)."""
     return {
         "search_path": validate_schema(schema),
         "application_name": application_name,
         "jit": "off",
+        **(extra or {}),
     }
 
 
@@ -65,11 +75,12 @@ async def create_pool(
     max_size: int = 10,
     application_name: str = "foreman-rt",
     reset_session: bool = True,
+    settings: Mapping[str, str] | None = None,
 ) -> Pool:
     """A connection pool in `schema`. `reset_session=False` skips asyncpg's session reset
     (RESET ALL, UNLISTEN *, ...: one round trip per release) for pools only foreman-rt uses;
     an open transaction is still rolled back. With `reset_session=True` the reset is skipped
-    only for connections released inside `own_statement()`."""
+    only for connections released inside `own_statement()`. `settings`: more session settings."""
     try:
         pool = await asyncpg.create_pool(
             dsn,
@@ -77,7 +88,7 @@ async def create_pool(
             max_size=max_size,
             init=_init_connection,
             reset=_reset_unless_own if reset_session else _keep_session,
-            server_settings=server_settings(schema, application_name),
+            server_settings=server_settings(schema, application_name, settings),
             timeout=10.0,
         )
     except (OSError, TimeoutError, asyncpg.PostgresError) as exc:

@@ -48,6 +48,7 @@ class Service:
         self.metrics = ServiceMetrics()
         self.limiter = RateLimiter(settings.rate_per_second, settings.burst)
         self._client: Client | None = None
+        self._work_pool: db.Pool | None = None
         self._hub: Hub | None = None
         self._auth: Authenticator | None = None
         self._maintenance: Maintenance | None = None
@@ -78,13 +79,23 @@ class Service:
         self._client = await Client.connect(
             dsn, s.schema, min_size=2, max_size=s.pool_size, reset_session=False
         )
+        # What HTTP workers and maintenance run, in sessions planned as a worker's.
+        self._work_pool = await db.create_pool(
+            dsn,
+            s.schema,
+            min_size=1,
+            max_size=s.pool_size,
+            application_name="foreman-rt service worker",
+            reset_session=False,
+            settings=db.WORKER_PLANNER,
+        )
         self._auth = Authenticator(self._client.pool, insecure_no_auth=s.insecure_no_auth)
         self._hub = Hub(self._client.pool, dsn, s.schema, self.metrics)
         await self._hub.start()
         # HTTP-only deployments have no foreman-rt worker: the service takes part in the
         # leader election for the reaper and retention too.
         maintenance = Maintenance(
-            self._client.pool,
+            self._work_pool,
             WorkerSettings(
                 worker_id="api:" + default_worker_id(),
                 reap_interval=s.reap_interval,
@@ -107,6 +118,8 @@ class Service:
                     await self._maintenance.resign()
         if self._hub is not None:
             await self._hub.stop()
+        if self._work_pool is not None:
+            await self._work_pool.close()
         if self._client is not None:
             await self._client.close()
 
@@ -114,3 +127,9 @@ class Service:
     def pool(self) -> db.Pool:
         """The connection pool."""
         return self.client.pool
+
+    @property
+    def work_pool(self) -> db.Pool:
+        """The pool for HTTP workers' calls and maintenance (worker planner settings)."""
+        assert self._work_pool is not None, "service not started"
+        return self._work_pool

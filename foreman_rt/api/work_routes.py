@@ -29,7 +29,7 @@ async def _claim(request: Request, body: ClaimBody, who: Principal) -> Response:
     queues = None if not body.queues else [validate_name("queue", q) for q in body.queues]
     if not kinds:
         return Response(status_code=204)
-    row = await service(request).pool.fetchrow(
+    row = await service(request).work_pool.fetchrow(
         query("http_claim"),
         queues,
         kinds,
@@ -67,7 +67,7 @@ def _outcome(row: Any, what: str, ident: int) -> None:
 async def _heartbeat(
     request: Request, run_id: int | None, job_id: int | None, body: HeartbeatBody, who: Principal
 ) -> Response:
-    row = await service(request).pool.fetchrow(
+    row = await service(request).work_pool.fetchrow(
         query("http_heartbeat"),
         run_id,
         job_id,
@@ -93,7 +93,7 @@ async def _complete(
     request: Request, run_id: int | None, job_id: int | None, body: CompleteBody, who: Principal
 ) -> Response:
     result = "null" if body.result is None else encode_params(body.result)
-    row = await service(request).pool.fetchrow(
+    row = await service(request).work_pool.fetchrow(
         query("http_complete"), run_id, job_id, body.worker_id, result, who.tenant
     )
     _outcome(row, "run" if run_id else "job", run_id or job_id or 0)
@@ -108,7 +108,7 @@ async def _fail(
 ) -> Response:
     svc = service(request)
     result = None if body.result is None else encode_params(body.result)
-    row = await svc.pool.fetchrow(
+    row = await svc.work_pool.fetchrow(
         query("http_fail"),
         run_id,
         job_id,

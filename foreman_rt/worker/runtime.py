@@ -143,6 +143,7 @@ class Worker:
             max_size=size,
             application_name="foreman-rt worker",
             reset_session=False,
+            settings=db.WORKER_PLANNER,
         )
         self._executor = ThreadPoolExecutor(self.settings.concurrency, "foreman-rt-handler")
         try:
