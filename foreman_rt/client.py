@@ -20,7 +20,7 @@ import asyncpg
 
 from foreman_rt import db
 from foreman_rt.config import DEFAULT_SCHEMA, Channels, validate_schema
-from foreman_rt.dberrors import is_transient, recover, retry_at_once, translate
+from foreman_rt.dberrors import is_transient, read_only, recover, retry_at_once, translate
 from foreman_rt.demand import Demand
 from foreman_rt.embedded import resolve_dsn
 from foreman_rt.errors import InvalidInput, NotFound, Timeout
@@ -34,6 +34,7 @@ from foreman_rt.jobs import (
     parse_id,
     validate_int,
 )
+from foreman_rt.lane import Lane
 from foreman_rt.notify import Listener
 from foreman_rt.payloads import parse_events
 from foreman_rt.sql import query, query_in
@@ -190,7 +191,8 @@ class _Watch:
 
 
 class Client:
-    """Talks to one foreman-rt schema through a connection pool."""
+    """Talks to one foreman-rt schema: its own statements run on connections of its own (a
+    `Lane`, opened on demand, at most the pool's size); `pool` is for callers' transactions."""
 
     def __init__(self, pool: db.Pool, *, dsn: str, schema: str, embedded: bool = False) -> None:
         self.pool = pool
@@ -198,6 +200,7 @@ class Client:
         self.schema = schema
         self.embedded = embedded
         self._watch: _Watch | None = None
+        self._lane = Lane(lambda: db.connect(dsn, schema), pool.get_max_size())
 
     @classmethod
     async def connect(
@@ -230,6 +233,7 @@ class Client:
         if self._watch is not None:
             await self._watch.close()
             self._watch = None
+        await self._lane.close()
         await self.pool.close()
 
     async def __aenter__(self) -> Client:
@@ -415,11 +419,12 @@ class Client:
             return await connection.fetch(sql, *args)
         for attempt in range(3):
             try:
-                with db.own_statement():
-                    return await self.pool.fetch(sql, *args)
+                return await self._lane.fetch(sql, *args)
             except Exception as exc:
                 if attempt < 2 and retry_at_once(exc):
                     continue  # rolled back by the server: the same statement again is safe
+                if read_only(exc):
+                    self._lane.expire()
                 await recover(self.pool, exc)
                 error = translate(exc)
                 if error is None:

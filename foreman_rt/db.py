@@ -3,10 +3,8 @@ that takes JSON text in and gives Python values out."""
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, TypeAlias
 
 import asyncpg
@@ -79,15 +77,14 @@ async def create_pool(
 ) -> Pool:
     """A connection pool in `schema`. `reset_session=False` skips asyncpg's session reset
     (RESET ALL, UNLISTEN *, ...: one round trip per release) for pools only foreman-rt uses;
-    an open transaction is still rolled back. With `reset_session=True` the reset is skipped
-    only for connections released inside `own_statement()`. `settings`: more session settings."""
+    an open transaction is still rolled back. `settings`: more session settings."""
     try:
         pool = await asyncpg.create_pool(
             dsn,
             min_size=min_size,
             max_size=max_size,
             init=_init_connection,
-            reset=_reset_unless_own if reset_session else _keep_session,
+            reset=None if reset_session else _keep_session,
             server_settings=server_settings(schema, application_name, settings),
             timeout=10.0,
         )
@@ -101,31 +98,6 @@ async def create_pool(
 
 async def _keep_session(_conn: Connection) -> None:
     """Nothing to reset: foreman-rt's own pool connections never change session state."""
-
-
-_OWN_STATEMENT: contextvars.ContextVar[bool] = contextvars.ContextVar("own", default=False)
-
-
-@contextlib.contextmanager
-def own_statement() -> Iterator[None]:
-    """Mark pool calls made inside as foreman-rt's own single statements: they change no
-    session state, so their connection goes back to the pool without the reset round trip
-    (half the round trips of a single enqueue). Connections a caller acquires are reset."""
-    token = _OWN_STATEMENT.set(True)
-    try:
-        yield
-    finally:
-        _OWN_STATEMENT.reset(token)
-
-
-async def _reset_unless_own(conn: Connection) -> None:
-    """asyncpg's session reset, skipped for connections released by foreman-rt's own calls
-    (the release runs in the caller's context, so it sees `own_statement`)."""
-    if _OWN_STATEMENT.get():
-        return
-    reset = conn.get_reset_query()
-    if reset:
-        await conn.execute(reset)
 
 
 def _unavailable(exc: BaseException) -> DatabaseUnavailable:

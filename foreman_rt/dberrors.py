@@ -99,8 +99,13 @@ def retry_at_once(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "") in RETRY_AT_ONCE
 
 
+def read_only(exc: BaseException) -> bool:
+    """True when the database refused a write as read-only (a standby, a failover)."""
+    return getattr(exc, "sqlstate", None) == "25006"
+
+
 async def recover(pool: asyncpg.Pool, exc: BaseException) -> None:
     """After a read-only error, drop the pool's sessions: a session keeps the read-only default
     it started with, so only new sessions see the database accept writes again."""
-    if getattr(exc, "sqlstate", None) == "25006":
+    if read_only(exc):
         await pool.expire_connections()
