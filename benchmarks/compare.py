@@ -971,10 +971,11 @@ class Bench:
             if not trigger_on:
                 table, trigger = system.trigger
                 await admin.execute(f"ALTER TABLE {table} DISABLE TRIGGER {trigger}")
-            if waiting:
+            if waiting:  # as a worker arms it (the statement also raises wake_hint)
+                from foreman_rt.sql import query
+
                 await admin.execute(
-                    "INSERT INTO wake_demand (holder, queues, expires_at)"
-                    " VALUES ('bench-idle-worker', NULL, now() + interval '1 hour')"
+                    query("demand_arm"), "bench-idle-worker", None, 3600.0, False, False
                 )
         finally:
             await admin.close()

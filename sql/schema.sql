@@ -9,7 +9,7 @@
 --
 -- Declared state: migrations 0001_init, 0002_api_keys, 0003_wake_due, 0004_wake_demand,
 -- 0005_idempotency_index, 0006_wake_fast_path, 0007_events_demand, 0008_attempt_on_job, 0009_runs_without_fk,
--- 0010_success_on_job_row and 0011_tenant_changes_by_state.
+-- 0010_success_on_job_row, 0011_tenant_changes_by_state and 0012_wake_hint.
 -- Runs with search_path set to the target schema; every object is created there.
 -- Functions pin that search_path (SET search_path FROM CURRENT) so they behave the same
 -- whatever search_path the calling session uses.
@@ -250,9 +250,25 @@ BEGIN
     RETURN NULL;
 END $$;
 
+-- An upper bound (epoch seconds) on every wake_demand row's expiry: the insert trigger fires
+-- only while it lies ahead, so inserts skip it while nobody waits. Raised by demand_arm.sql,
+-- lowered by wake_demand_disarm(), both under one advisory lock.
+CREATE SEQUENCE wake_hint;
+
+CREATE FUNCTION wake_demand_disarm(gone_holder text) RETURNS void
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('foreman-rt wake hint ' || current_schema(), 0));
+    DELETE FROM wake_demand WHERE holder = gone_holder OR expires_at < now() - interval '1 minute';
+    PERFORM setval('wake_hint', greatest(1, coalesce(
+        (SELECT ceil(extract(epoch FROM max(expires_at)))::bigint FROM wake_demand), 1)));
+END $$;
+
 CREATE TRIGGER jobs_inserted AFTER INSERT ON jobs
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION notify_jobs_inserted();
+    FOR EACH STATEMENT
+    WHEN (pg_sequence_last_value('wake_hint'::regclass) >= date_part('epoch', now()))
+    EXECUTE FUNCTION notify_jobs_inserted();
 
 -- State changes: one NOTIFY per statement on <schema>_events, payload
 -- {"c": [[kind, queue, status, count], ...], "j": [[id, status], ...]}; when it would not fit,
