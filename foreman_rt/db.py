@@ -23,7 +23,8 @@ AnyConnection: TypeAlias = (
 # The worker's sessions plan without sequential scans. Every statement a worker runs reaches
 # jobs by an index, but a plan that the session caches while the table is small (a new
 # installation, or right after a truncate) scans it, and keeps scanning it as finished jobs pile
-# up, until statistics change. Only the worker's own pool gets this: its sessions run nothing else.
+# up, until statistics change. Only pools that run nothing but worker statements get this: the
+# worker's own, and the service's pool for HTTP workers and maintenance.
 WORKER_PLANNER = {"enable_seqscan": "off"}
 
 
