@@ -20,7 +20,7 @@ import asyncpg
 
 from foreman_rt import db
 from foreman_rt.config import DEFAULT_SCHEMA, Channels, validate_schema
-from foreman_rt.dberrors import is_transient, read_only, recover, retry_at_once, translate
+from foreman_rt.dberrors import is_transient, recover, retry_at_once, translate
 from foreman_rt.demand import Demand
 from foreman_rt.embedded import resolve_dsn
 from foreman_rt.errors import InvalidInput, NotFound, Timeout
@@ -423,9 +423,7 @@ class Client:
             except Exception as exc:
                 if attempt < 2 and retry_at_once(exc):
                     continue  # rolled back by the server: the same statement again is safe
-                if read_only(exc):
-                    self._lane.expire()
-                await recover(self.pool, exc)
+                await recover(exc, self._lane, self.pool)
                 error = translate(exc)
                 if error is None:
                     raise

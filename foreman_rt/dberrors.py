@@ -5,6 +5,8 @@ server or a lost connection."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import asyncpg
 
 from foreman_rt.errors import DatabaseUnavailable, ForemanError, InvalidInput
@@ -99,13 +101,16 @@ def retry_at_once(exc: BaseException) -> bool:
     return isinstance(exc, asyncpg.PostgresError) and (exc.sqlstate or "") in RETRY_AT_ONCE
 
 
-def read_only(exc: BaseException) -> bool:
-    """True when the database refused a write as read-only (a standby, a failover)."""
-    return getattr(exc, "sqlstate", None) == "25006"
+class Sessions(Protocol):
+    """Something holding database sessions it can replace: an asyncpg pool, a client's lane."""
+
+    async def expire_connections(self) -> None:
+        """Replace every session: idle ones now, busy ones when their statement ends."""
 
 
-async def recover(pool: asyncpg.Pool, exc: BaseException) -> None:
-    """After a read-only error, drop the pool's sessions: a session keeps the read-only default
-    it started with, so only new sessions see the database accept writes again."""
-    if read_only(exc):
-        await pool.expire_connections()
+async def recover(exc: BaseException, *holders: Sessions) -> None:
+    """After a read-only error, drop the sessions of every holder given: a session keeps the
+    read-only default it started with, so only new sessions see the database accept writes."""
+    if getattr(exc, "sqlstate", None) == "25006":
+        for holder in holders:
+            await holder.expire_connections()

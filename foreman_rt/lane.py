@@ -46,13 +46,7 @@ class Lane:
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         """Run one statement on a connection of the lane; its rows."""
-        if self._idle:
-            conn = self._idle.pop()[0]
-            if conn.is_closed():  # the server ended it while idle (asyncpg noticed)
-                self._drop(conn)
-                conn = await self._take()
-        else:
-            conn = await self._take()
+        conn = self._idle_connection() or await self._take()
         try:
             rows = await conn.fetch(sql, *args)
         except asyncpg.PostgresError as exc:
@@ -67,9 +61,12 @@ class Lane:
         self._give(conn)
         return rows
 
-    def expire(self) -> None:
+    async def expire_connections(self) -> None:
         """Replace every connection: idle ones now, busy ones when their statement ends."""
         self._generation += 1
+        self._drop_idle()
+
+    def _drop_idle(self) -> None:
         idle, self._idle = self._idle, []
         for conn, _ in idle:
             self._drop(conn)
@@ -80,9 +77,7 @@ class Lane:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
-        idle, self._idle = self._idle, []
-        for conn, _ in idle:
-            self._drop(conn)
+        self._drop_idle()
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -93,12 +88,9 @@ class Lane:
         while True:
             if self._closed:
                 raise asyncpg.InterfaceError("the client is closed")
-            if self._idle:
-                conn = self._idle.pop()[0]
-                if not conn.is_closed():
-                    return conn
-                self._drop(conn)
-                continue
+            idle = self._idle_connection()
+            if idle is not None:
+                return idle
             if self._open < self._size:
                 self._open += 1
                 try:
@@ -127,15 +119,22 @@ class Lane:
                 return conn_or_slot
             # None: a connection was dropped; loop to open one in its place
 
+    def _idle_connection(self) -> db.Connection | None:
+        """The most recently used idle connection; ones the server ended meanwhile are
+        dropped on the way (asyncpg noticed)."""
+        while self._idle:
+            conn = self._idle.pop()[0]
+            if not conn.is_closed():
+                return conn
+            self._drop(conn)
+        return None
+
     def _give(self, conn: db.Connection) -> None:
         if self._closed or conn.is_closed() or self._members.get(conn) != self._generation:
             self._drop(conn)
             return
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(conn)
-                return
+        if self._wake(conn):
+            return
         self._idle.append((conn, time.monotonic()))
         if self._sweeper is None:
             self._sweeper = asyncio.get_running_loop().call_later(IDLE_SECONDS, self._sweep)
@@ -165,12 +164,15 @@ class Lane:
         self._open -= 1
         self._wake(None)
 
-    def _wake(self, value: db.Connection | None) -> None:
+    def _wake(self, value: db.Connection | None) -> bool:
+        """Hand `value` (a connection, or None: a free place) to the first caller still
+        waiting; False when nobody waits."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(value)
-                return
+                return True
+        return False
 
     def _sweep(self) -> None:
         self._sweeper = None

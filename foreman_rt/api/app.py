@@ -94,9 +94,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     # for bare Exception runs in the outermost middleware, which re-raises after answering, so
     # every 503 would leave a traceback in the server log.
     async def database_error(request: Request, exc: Exception) -> JSONResponse:
-        pool = service(request).pool
-        if pool is not None:
-            await recover(pool, exc)
+        svc = service(request)
+        await recover(exc, svc.pool, svc.work_pool)  # HTTP workers' calls use the second
         error = translate(exc)
         if error is None:
             return _internal(exc)

@@ -78,7 +78,7 @@ class Completer:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                await recover(self._pool, exc)
+                await recover(exc, self._pool)
                 log.warning("writing outcomes failed (%s); retrying in %.2fs", exc, backoff)
                 self._ready.set()
                 await asyncio.sleep(backoff)
@@ -194,6 +194,6 @@ class Completer:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                await recover(self._pool, exc)
+                await recover(exc, self._pool)
                 await asyncio.sleep(0.1)
         return not self.pending

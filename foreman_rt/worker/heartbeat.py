@@ -69,7 +69,7 @@ class Heartbeat:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                await recover(self._pool, exc)
+                await recover(exc, self._pool)
                 log.warning("heartbeat failed (%s); retrying soon", exc)
                 wait = min(1.0, self._interval / 3)
 

@@ -40,7 +40,7 @@ class Maintenance:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                await recover(self._pool, exc)
+                await recover(exc, self._pool)
                 log.warning("maintenance failed (%s); retrying", exc)
             await asyncio.sleep(min(self._s.reap_interval, self._s.leader_ttl / 3))
 

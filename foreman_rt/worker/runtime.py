@@ -247,7 +247,7 @@ class Worker:
                 if not is_transient(exc):
                     raise
                 if self._pool is not None:
-                    await recover(self._pool, exc)
+                    await recover(exc, self._pool)
                 log.warning("claim failed (%s); retrying in %.2fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -37,6 +37,14 @@ async def _sessions(admin: asyncpg.Connection, name: str) -> int:
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", name
     )
     return n
+
+
+async def _settle(done: Callable[[], Awaitable[bool]]) -> None:
+    """Wait up to 5 s for `done()` (the closes run in the background); the caller asserts."""
+    for _ in range(100):
+        if await done():
+            return
+        await asyncio.sleep(0.05)
 
 
 async def _pid(lane: Lane) -> int:
@@ -91,14 +99,18 @@ async def test_a_cancelled_statement_ends_on_the_server_and_its_session_closes(
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
-        for _ in range(100):
-            alive = await admin.fetchval(
+
+        async def alive() -> bool:
+            found: bool = await admin.fetchval(
                 "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = $1)", before
             )
-            if not alive and lane.open_connections == 0:
-                break
-            await asyncio.sleep(0.05)
-        assert not alive, "the cancelled statement still runs"
+            return found
+
+        async def gone() -> bool:
+            return not await alive() and lane.open_connections == 0
+
+        await _settle(gone)
+        assert not await alive(), "the cancelled statement still runs"
         assert lane.open_connections == 0
         assert await _pid(lane) != before
         assert await _sessions(admin, name) == 1
@@ -147,7 +159,7 @@ async def test_expire_replaces_idle_and_busy_sessions(pg_dsn: str, schema: str) 
         idle = await _pid(lane)
         busy = asyncio.create_task(lane.fetch("SELECT pg_backend_pid() AS pid, pg_sleep(0.2)"))
         await asyncio.sleep(0.05)
-        lane.expire()
+        await lane.expire_connections()
         busy_pid = (await busy)[0]["pid"]
         pids = set(await asyncio.gather(_pid(lane), _pid(lane)))
         assert not pids & {idle, busy_pid}
@@ -165,10 +177,11 @@ async def test_a_closed_lane_refuses_calls_and_ends_busy_sessions(
     with pytest.raises(asyncpg.InterfaceError):
         await lane.fetch("SELECT 1")
     await busy  # given back after the close: closed in the background
-    for _ in range(100):
-        if lane.open_connections == 0 and await _sessions(admin, name) == 0:
-            break
-        await asyncio.sleep(0.05)
+
+    async def ended() -> bool:
+        return lane.open_connections == 0 and await _sessions(admin, name) == 0
+
+    await _settle(ended)
     assert lane.open_connections == 0
     assert await _sessions(admin, name) == 0
 
