@@ -15,6 +15,10 @@ WITH input AS (
     SELECT i.*, (SELECT j.id FROM jobs AS j WHERE j.run_id = i.run_id) AS job_id,
            now() AS checked_at
     FROM input AS i
+    -- In job id order: the update locks rows in the order it meets them, from this CTE or
+    -- from the primary key (the same order), so a heartbeat and a completion or failure of
+    -- the same runs at once (a worker renews buffered outcomes) cannot deadlock.
+    ORDER BY job_id
 )
 UPDATE jobs AS j SET
     lease_expires_at = now() + make_interval(secs => $2::double precision),
