@@ -1090,6 +1090,7 @@ class Bench:
 
     async def sql_floor(self, system: System, dsn: str) -> dict[str, Any]:
         from foreman_rt import db
+        from foreman_rt.arrays import id_array, json_array
         from foreman_rt.sql import query
 
         n = self.cfg.jobs
@@ -1104,9 +1105,8 @@ class Bench:
                 rows = await conn.fetch(claim, None, ["bench.noop"], 100, "sql-floor", 30.0)
                 if not rows:
                     break
-                none = [None] * len(rows)
-                ids = [r["run_id"] for r in rows]
-                await conn.fetch(complete, ids, ["null"] * len(rows), none, none, none)
+                ids = id_array([r["run_id"] for r in rows])
+                await conn.fetch(complete, ids, json_array(["null"] * len(rows)), None, None, None)
                 done += len(rows)
             elapsed = time.perf_counter() - t0
         finally:

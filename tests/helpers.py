@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from foreman_rt import db
+from foreman_rt.arrays import id_array, json_array
 from foreman_rt.sql import query
 
 WAIT = 5.0  # upper bound for anything a test waits on; the happy path takes milliseconds
@@ -69,13 +70,15 @@ async def claim(conn: asyncpg.Connection, kind: str = "kind", worker: str = "w1"
 
 async def complete(conn: asyncpg.Connection, run_id: int, result: str = '{"ok":true}') -> None:
     """Finish one run as succeeded (complete_batch.sql)."""
-    done = await conn.fetch(query("complete_batch"), [run_id], [result], [None], [None], [None])
+    done = await conn.fetch(
+        query("complete_batch"), id_array([run_id]), json_array([result]), None, None, None
+    )
     assert [r["run_id"] for r in done] == [run_id]
 
 
 async def fail(conn: asyncpg.Connection, run_id: int, error: str = "boom") -> None:
     """End one run as failed without retry (fail_batch.sql)."""
-    done = await conn.fetch(query("fail_batch"), [run_id], ["failed"], [error], [None])
+    done = await conn.fetch(query("fail_batch"), id_array([run_id]), ["failed"], [error], [None])
     assert [r["status"] for r in done] == ["failed"]
 
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import asyncpg
 
+from foreman_rt.arrays import column, id_array, json_array
 from foreman_rt.db import Pool
 from foreman_rt.dberrors import is_transient, recover
 from foreman_rt.sql import query
@@ -139,11 +140,11 @@ class Completer:
     async def _write_completions(self, batch: list[Succeeded]) -> int:
         rows = await self._pool.fetch(
             query("complete_batch"),
-            [o.run_id for o in batch],
-            [o.result_json for o in batch],
-            [o.progress[0] for o in batch],
-            [o.progress[1] for o in batch],
-            [o.progress[2] for o in batch],
+            id_array([o.run_id for o in batch]),
+            json_array([o.result_json for o in batch]),
+            column([o.progress[0] for o in batch]),
+            column([o.progress[1] for o in batch]),
+            column([o.progress[2] for o in batch]),
         )
         return len(rows)
 
@@ -164,7 +165,7 @@ class Completer:
     async def _write_failures(self, batch: list[Failed]) -> int:
         rows = await self._pool.fetch(
             query("fail_batch"),
-            [o.run_id for o in batch],
+            id_array([o.run_id for o in batch]),
             [o.run_status for o in batch],
             [o.error for o in batch],
             [o.retry_in for o in batch],

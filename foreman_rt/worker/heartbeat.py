@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from foreman_rt.arrays import column, id_array
 from foreman_rt.db import Pool
 from foreman_rt.dberrors import is_transient, recover
 from foreman_rt.handlers import JobContext
@@ -84,15 +85,25 @@ class Heartbeat:
         for c in ctxs:
             c.progress_dirty = False  # progress reported from now on goes in the next beat
         asked = [c.run_id for c in ctxs] + finished
-        nothing: list[None] = [None] * len(finished)
+        # Progress of the running attempts that reported some; finished ones send none.
+        current: list[int | None] = [None] * len(asked)
+        total: list[int | None] = [None] * len(asked)
+        message: list[str | None] = [None] * len(asked)
+        for i, (c, dirty) in enumerate(sent):
+            if dirty:
+                current[i], total[i], message[i] = (
+                    c.progress_current,
+                    c.progress_total,
+                    c.progress_message,
+                )
         try:
             rows = await self._pool.fetch(
                 query("heartbeat"),
-                asked,
+                id_array(asked),
                 self._lease,
-                [c.progress_current if dirty else None for c, dirty in sent] + nothing,
-                [c.progress_total if dirty else None for c, dirty in sent] + nothing,
-                [c.progress_message if dirty else None for c, dirty in sent] + nothing,
+                column(current),
+                column(total),
+                column(message),
             )
         except BaseException:
             for c, dirty in sent:

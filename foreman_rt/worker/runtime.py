@@ -411,29 +411,25 @@ class Worker:
 
     def _start(self, row: asyncpg.Record) -> None:
         assert self._loop is not None
-        kind = row["kind"]
-        loop = self._loop
+        # One unpack instead of a lookup by name per column: claim.sql's RETURNING order.
+        (job_id, kind, queue, tenant, params, attempt, max_attempts,
+         backoff_base, backoff_max, run_id, wait_seconds) = row  # fmt: skip
         ctx = JobContext(
-            job_id=row["id"],
-            run_id=row["run_id"],
+            job_id=job_id,
+            run_id=run_id,
             kind=kind,
-            queue=row["queue"],
-            tenant=row["tenant"],
-            attempt=row["attempt_count"],
-            max_attempts=row["max_attempts"],
+            queue=queue,
+            tenant=tenant,
+            attempt=attempt,
+            max_attempts=max_attempts,
             _on_progress=self._on_progress,
         )
         rj = RunningJob(
-            ctx,
-            self.handlers[kind],
-            row["params"],
-            row["backoff_base_seconds"],
-            row["backoff_max_seconds"],
-            time.perf_counter(),
+            ctx, self.handlers[kind], params, backoff_base, backoff_max, time.perf_counter()
         )
-        self._running[ctx.run_id] = rj
-        self.metrics.claim_wait_of(kind).observe(max(row["wait_seconds"], 0.0))
-        rj.task = loop.create_task(self._execute(rj), name=f"job-{ctx.job_id}")
+        self._running[run_id] = rj
+        self.metrics.claim_wait_of(kind).observe(max(wait_seconds, 0.0))
+        rj.task = self._loop.create_task(self._execute(rj), name=f"job-{job_id}")
 
     def _on_progress(self, _ctx: JobContext) -> None:
         """A handler reported progress (from any thread): heartbeat early."""

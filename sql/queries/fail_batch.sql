@@ -3,8 +3,9 @@
 -- cancelled when a cancel was requested or the run was cancelled (cancel wins over retry),
 -- pending again when a retry is allowed and attempts remain, failed otherwise; the attempt's
 -- run row is written. Compare-and-set on the run id and the status, as for completions.
+-- $1: the run ids as array text ('{1,2}').
 WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::double precision[])
+    SELECT * FROM unnest($1::text::bigint[], $2::text[], $3::text[], $4::double precision[])
         AS t(run_id, run_status, error, retry_in)
 ), targets AS MATERIALIZED (
     -- Each run's job, by one index probe per run. A join here let the planner, from statistics

@@ -1,8 +1,9 @@
 -- Renew many leases in one statement, carrying progress (NULL keeps the stored value). A lease
 -- that already expired is not revived. Returns each renewed run with its job's cancel flag;
 -- runs missing from the result have lost their lease.
+-- $1: the run ids as array text ('{1,2}'); $3-$5: progress (NULL: none in this batch).
 WITH input AS (
-    SELECT * FROM unnest($1::bigint[], $3::bigint[], $4::bigint[], $5::text[])
+    SELECT * FROM unnest($1::text::bigint[], $3::bigint[], $4::bigint[], $5::text[])
         AS t(run_id, current, total, message)
 ), targets AS MATERIALIZED (
     -- Each run's job, by one index probe per run. A join here let the planner, from statistics

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from foreman_rt import Client, db
+from foreman_rt.arrays import id_array
 from foreman_rt.sql import query
 
 pytestmark = [pytest.mark.db, pytest.mark.e2e]
@@ -229,10 +230,15 @@ async def test_sigkilled_worker_job_is_reaped_and_finished_by_another_and_late_w
 
     # The dead attempt's heartbeat, completion and failure arrive late: nothing matches.
     runs_before = [dict(r) for r in runs]
-    assert await conn.fetch(query("heartbeat"), [old["id"]], 30.0, [9], [10], ["late"]) == []
-    late = (query("complete_batch"), [old["id"]], ['{"late": true}'], [None], [None], [None])
+    assert (
+        await conn.fetch(query("heartbeat"), id_array([old["id"]]), 30.0, [9], [10], ["late"]) == []
+    )
+    late = (query("complete_batch"), id_array([old["id"]]), '[{"late": true}]', None, None, None)
     assert await conn.fetch(*late) == []
-    assert await conn.fetch(query("fail_batch"), [old["id"]], ["failed"], ["late"], [0.0]) == []
+    assert (
+        await conn.fetch(query("fail_batch"), id_array([old["id"]]), ["failed"], ["late"], [0.0])
+        == []
+    )
     assert dict(await conn.fetchrow("SELECT * FROM jobs WHERE id = $1", job.id)) == job_before
     after = await conn.fetch("SELECT * FROM job_runs WHERE job_id = $1 ORDER BY attempt", job.id)
     assert [dict(r) for r in after] == runs_before

@@ -13,6 +13,7 @@ import pytest
 from helpers import claim, complete, fail
 
 from foreman_rt import Client, db, migrations
+from foreman_rt.arrays import id_array, json_array
 from foreman_rt.sql import query
 
 pytestmark = pytest.mark.db
@@ -29,7 +30,7 @@ async def test_a_run_keeps_its_id_from_claim_to_its_finished_row(
     ]
     assert await conn.fetchval("SELECT count(*) FROM finished_runs") == 0
 
-    await conn.fetch(query("fail_batch"), [first["run_id"]], ["failed"], ["boom"], [0.0])
+    await conn.fetch(query("fail_batch"), id_array([first["run_id"]]), ["failed"], ["boom"], [0.0])
     await conn.execute("UPDATE jobs SET scheduled_at = now() WHERE id = $1", job.id)
     [second] = await claim(conn, "k")
     assert second["run_id"] > first["run_id"]
@@ -55,11 +56,18 @@ async def test_late_outcomes_of_an_ended_attempt_change_nothing(
     [row] = await claim(conn, "k")
     await complete(conn, row["run_id"])
     assert (
-        await conn.fetch(query("complete_batch"), [row["run_id"]], ["1"], [None], [None], [None])
+        await conn.fetch(
+            query("complete_batch"), id_array([row["run_id"]]), "[1]", None, None, None
+        )
         == []
     )
-    assert await conn.fetch(query("fail_batch"), [row["run_id"]], ["failed"], ["x"], [None]) == []
-    assert await conn.fetch(query("heartbeat"), [row["run_id"]], 30.0, [1], [2], ["m"]) == []
+    assert (
+        await conn.fetch(query("fail_batch"), id_array([row["run_id"]]), ["failed"], ["x"], [None])
+        == []
+    )
+    assert (
+        await conn.fetch(query("heartbeat"), id_array([row["run_id"]]), 30.0, [1], [2], ["m"]) == []
+    )
     assert [r.status.value for r in await client.runs(job.id)] == ["succeeded"]
 
 
@@ -114,18 +122,18 @@ async def test_a_completion_reads_only_its_own_jobs_with_statistics_from_before_
     statements: list[tuple[str, str, tuple[Any, ...]]] = [
         (
             "complete_batch",
-            "bigint[], jsonb[], bigint[], bigint[], text[]",
-            (batch, ["null"] * len(batch), none, none, none),
+            "text, jsonb, bigint[], bigint[], text[]",
+            (id_array(batch), json_array(["null"] * len(batch)), none, none, none),
         ),
         (
             "fail_batch",
-            "bigint[], text[], text[], double precision[]",
-            (batch, ["failed"] * len(batch), ["x"] * len(batch), none),
+            "text, text[], text[], double precision[]",
+            (id_array(batch), ["failed"] * len(batch), ["x"] * len(batch), none),
         ),
         (
             "heartbeat",
-            "bigint[], double precision, bigint[], bigint[], text[]",
-            (batch, 60.0, none, none, none),
+            "text, double precision, bigint[], bigint[], text[]",
+            (id_array(batch), 60.0, none, none, none),
         ),
     ]
     for name, types, args in statements:

@@ -13,6 +13,7 @@ import asyncpg
 import pytest
 
 from foreman_rt import Client, db
+from foreman_rt.arrays import id_array, json_array
 from foreman_rt.sql import query
 
 pytestmark = pytest.mark.db
@@ -42,17 +43,21 @@ async def _session(pg_dsn: str, schema: str) -> db.Connection:
 
 def _heartbeat(runs: list[int]) -> Callable[[db.Connection], Awaitable[object]]:
     nothing = [None] * len(runs)
-    return lambda c: c.fetch(query("heartbeat"), runs, 60.0, nothing, nothing, nothing)
+    return lambda c: c.fetch(query("heartbeat"), id_array(runs), 60.0, nothing, nothing, nothing)
 
 
 def _complete(runs: list[int]) -> Callable[[db.Connection], Awaitable[object]]:
     nothing = [None] * len(runs)
-    return lambda c: c.fetch(query("complete_batch"), runs, nothing, nothing, nothing, nothing)
+    return lambda c: c.fetch(
+        query("complete_batch"), id_array(runs), json_array(["null"] * len(runs)), *[nothing] * 3
+    )
 
 
 def _fail(runs: list[int]) -> Callable[[db.Connection], Awaitable[object]]:
     nothing = [None] * len(runs)
-    return lambda c: c.fetch(query("fail_batch"), runs, ["failed"] * len(runs), nothing, nothing)
+    return lambda c: c.fetch(
+        query("fail_batch"), id_array(runs), ["failed"] * len(runs), nothing, nothing
+    )
 
 
 async def _race(

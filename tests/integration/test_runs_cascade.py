@@ -10,6 +10,7 @@ import pytest
 from helpers import claim, complete
 
 from foreman_rt import Client, db, migrations
+from foreman_rt.arrays import id_array
 from foreman_rt.sql import query
 
 pytestmark = pytest.mark.db
@@ -24,7 +25,9 @@ async def _finished_job(client: Client, conn: db.Connection, attempts: int) -> i
         await conn.execute("UPDATE jobs SET scheduled_at = now() WHERE id = $1", job.id)
         [row] = await claim(conn, "k")
         if attempt < attempts:  # failed, retried at once
-            await conn.fetch(query("fail_batch"), [row["run_id"]], ["failed"], ["boom"], [0.0])
+            await conn.fetch(
+                query("fail_batch"), id_array([row["run_id"]]), ["failed"], ["boom"], [0.0]
+            )
         else:
             await complete(conn, row["run_id"])
     return job.id
@@ -82,7 +85,7 @@ async def test_a_completion_racing_a_deletion_leaves_no_orphan_run(
         await tx.start()
         if first == "completion":
             done = await holder.fetch(
-                query("complete_batch"), [row["run_id"]], ["1"], [None], [None], [None]
+                query("complete_batch"), id_array([row["run_id"]]), "[1]", None, None, None
             )
             assert len(done) == 1
             blocked = asyncio.ensure_future(
@@ -92,7 +95,7 @@ async def test_a_completion_racing_a_deletion_leaves_no_orphan_run(
             await holder.execute("DELETE FROM jobs WHERE id = $1", job.id)
             blocked = asyncio.ensure_future(
                 waiter.fetch(
-                    query("complete_batch"), [row["run_id"]], ["1"], [None], [None], [None]
+                    query("complete_batch"), id_array([row["run_id"]]), "[1]", None, None, None
                 )
             )
         await asyncio.sleep(0.3)
