@@ -518,6 +518,7 @@ def _strip_options(argv: list[str]) -> list[str]:
 def _run_worker(
     dsn: str, schema: str, handlers: Any, settings: Any, metrics_port: int | None
 ) -> NoReturn:
+    import gc
     import os
     import signal
     import threading
@@ -538,6 +539,10 @@ def _run_worker(
             loop.add_signal_handler(sig, w.stop)
         await w.run()
 
+    # What is loaded by now (modules, handlers, settings) lives as long as the process: keep it
+    # out of the cyclic collector's passes, which otherwise walk all of it every few thousand
+    # jobs (about 1 us per job in a drain, and pauses of 10-35 ms).
+    gc.freeze()
     try:
         aio.run(go())
     except ForemanError as exc:
