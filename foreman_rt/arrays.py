@@ -17,7 +17,8 @@ def id_array(ids: Iterable[int]) -> str:
 
 
 def json_array(texts: Iterable[str]) -> str:
-    """JSON texts as one JSON array, for `jsonb_array_elements($n::jsonb)`."""
+    """JSON texts, each exactly one JSON value, as one JSON array for
+    `jsonb_array_elements($n::jsonb)` (a text holding no value or two would shift the rest)."""
     return "[" + ",".join(texts) + "]"
 
 

@@ -22,6 +22,9 @@ from foreman_rt.worker.outcome import Discard, Failed, Outcome, Succeeded
 
 log = logging.getLogger("foreman_rt.worker.completer")
 
+# Results (JSON text, ASCII) per completion statement; results are at most 1 MiB each.
+RESULT_CHARS_PER_STATEMENT = 16 * 2**20
+
 
 class Completer:
     """Collects outcomes and flushes them in batches."""
@@ -101,7 +104,7 @@ class Completer:
         done = 0
         retried = False
         if self._succeeded:
-            batch = self._succeeded[: self._max]
+            batch = self._next_completions()
             await self._complete(batch)
             del self._succeeded[: len(batch)]
             done += len(batch)
@@ -120,17 +123,28 @@ class Completer:
                 self._on_flushed(retried)
         return done
 
+    def _next_completions(self) -> list[Succeeded]:
+        """The next completions to write: up to max_batch, and results of at most
+        RESULT_CHARS_PER_STATEMENT together (at least one), since they go as one jsonb array,
+        which PostgreSQL caps at 256 MiB (a dense numeric array is about 6 times its text)."""
+        chars = 0
+        for n, outcome in enumerate(self._succeeded[: self._max]):
+            chars += len(outcome.result_json)
+            if chars > RESULT_CHARS_PER_STATEMENT and n > 0:
+                return self._succeeded[:n]
+        return self._succeeded[: self._max]
+
     async def _complete(self, batch: list[Succeeded]) -> None:
         try:
             written = await self._write_completions(batch)
-        except asyncpg.DataError:
+        except (asyncpg.DataError, asyncpg.ProgramLimitExceededError):
             # One value PostgreSQL refuses must not hold back (or crash) the rest of the batch:
             # write one by one, and fail the attempts whose result cannot be stored.
             written = 0
             for outcome in batch:
                 try:
                     written += await self._write_completions([outcome])
-                except asyncpg.DataError as exc:
+                except (asyncpg.DataError, asyncpg.ProgramLimitExceededError) as exc:
                     log.error("run %d: its result cannot be stored: %s", outcome.run_id, exc)
                     error = clean_text(f"unusable result: PostgreSQL refused it: {exc}")
                     self._failed.append(Failed(outcome.run_id, "failed", error, None))

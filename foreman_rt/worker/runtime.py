@@ -44,6 +44,21 @@ from foreman_rt.worker.settings import WorkerSettings
 
 log = logging.getLogger("foreman_rt.worker")
 
+# The columns claim.sql returns, in order: Worker._start unpacks its rows by position.
+CLAIM_COLUMNS = (
+    "id",
+    "kind",
+    "queue",
+    "tenant",
+    "params",
+    "attempt_count",
+    "max_attempts",
+    "backoff_base_seconds",
+    "backoff_max_seconds",
+    "run_id",
+    "wait_seconds",
+)
+
 DEMAND_TTL = 10.0  # seconds a worker's wish for insert notifications lasts unless renewed
 DEMAND_TICK = 1.0  # how often it is renewed, or dropped while every slot is busy
 
@@ -411,7 +426,7 @@ class Worker:
 
     def _start(self, row: asyncpg.Record) -> None:
         assert self._loop is not None
-        # One unpack instead of a lookup by name per column: claim.sql's RETURNING order.
+        # One unpack instead of a lookup by name per column, in CLAIM_COLUMNS order.
         (job_id, kind, queue, tenant, params, attempt, max_attempts,
          backoff_base, backoff_max, run_id, wait_seconds) = row  # fmt: skip
         ctx = JobContext(

@@ -26,7 +26,7 @@ UPDATE jobs AS j SET
     progress_current = NULL, progress_total = NULL, progress_message = NULL,
     run_updated_at = now()
 WHERE j.id = ANY (ARRAY(SELECT id FROM picked))
--- The worker unpacks these columns by position (Worker._start): keep their order.
+-- The worker unpacks these columns by position (runtime.CLAIM_COLUMNS): keep their order.
 RETURNING j.id, j.kind, j.queue, j.tenant, j.params, j.attempt_count, j.max_attempts,
           j.backoff_base_seconds, j.backoff_max_seconds, j.run_id,
           extract(epoch FROM now() - j.enqueued_at)::double precision AS wait_seconds

@@ -22,9 +22,11 @@ WITH input AS (
     SELECT i.*, (SELECT j.id FROM jobs AS j WHERE j.run_id = i.run_id) AS job_id,
            'running'::text AS running
     FROM input AS i
-    -- In job id order: the update locks rows in the order it meets them, from this CTE or
-    -- from the primary key (the same order), so a heartbeat and a completion or failure of
-    -- the same runs at once (a worker renews buffered outcomes) cannot deadlock.
+    -- In job id order: the update locks rows in the order it meets them, which is this
+    -- CTE's (the plans hash jobs' rows and probe with it), so a heartbeat and a completion or
+    -- failure of the same runs at once (a worker renews buffered outcomes) cannot deadlock.
+    -- tests/integration/test_lock_order.py checks the plans: never a scan of jobs in heap
+    -- order on the side that drives the update.
     ORDER BY job_id
 )
 UPDATE jobs AS j SET

@@ -7,12 +7,15 @@ PostgreSQL breaks the deadlock only after deadlock_timeout (a stalled flush and 
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import pytest
 
-from foreman_rt import Client, db
+from foreman_rt import db
 from foreman_rt.arrays import id_array, json_array
 from foreman_rt.sql import query
 
@@ -22,10 +25,18 @@ JOBS = 600
 ROUNDS = 6
 
 
-async def _running(client: Client, conn: db.Connection, priorities: bool) -> list[int]:
-    """JOBS running jobs; with `priorities`, run ids follow a different order than job ids."""
-    await client.enqueue_many(
-        [{"kind": "k", "priority": (i * 7919) % 13 if priorities else 0} for i in range(JOBS)]
+async def _running(conn: db.Connection, priorities: bool, rng: random.Random) -> list[int]:
+    """JOBS running jobs, written to the heap in shuffled id order (so that a scan in heap order
+    differs from one in id order); with `priorities`, run ids follow yet another order."""
+    first = await conn.fetchval("SELECT coalesce(max(id), 0) + 1 FROM jobs")
+    ids = list(range(first, first + JOBS))
+    rng.shuffle(ids)
+    await conn.execute(
+        "INSERT INTO jobs (id, kind, priority)"
+        " SELECT i, 'k', CASE WHEN $2 THEN i * 7919 % 13 ELSE 0 END"
+        " FROM unnest($1::bigint[]) WITH ORDINALITY AS t(i, n) ORDER BY n",
+        ids,
+        priorities,
     )
     rows = await conn.fetch(query("claim"), None, ["k"], JOBS, "w1", 60.0)
     assert len(rows) == JOBS
@@ -85,11 +96,12 @@ async def _race(
 @pytest.mark.parametrize("finish", ["complete", "fail"])
 @pytest.mark.parametrize("priorities", [False, True])
 async def test_heartbeat_and_finishing_never_deadlock(
-    client: Client, conn: db.Connection, pg_dsn: str, schema: str, finish: str, priorities: bool
+    conn: db.Connection, pg_dsn: str, schema: str, finish: str, priorities: bool
 ) -> None:
+    rng = random.Random(f"{finish}-{priorities}")
     finishing = _complete if finish == "complete" else _fail
     for round_ in range(ROUNDS):
-        runs = await _running(client, conn, priorities)
+        runs = await _running(conn, priorities, rng)
         # Opposite orders: a completer's batch in finishing order, a heartbeat's in claim
         # order; either one may take its first locks first.
         pair = (finishing(runs[::-1]), _heartbeat(runs))
@@ -100,3 +112,62 @@ async def test_heartbeat_and_finishing_never_deadlock(
         left = await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'running'")
         assert left == 0
         await conn.execute("DELETE FROM jobs")
+
+
+def _driving_scan(plan: dict[str, Any]) -> str:
+    """What decides the order in which the update meets its rows: follow the outer side from
+    the ModifyTable node down to a scan (a merge join meets both sides in key order)."""
+    stack = [plan]
+    while stack:  # find the update (fail_batch's is inside a CTE)
+        node = stack.pop()
+        if node["Node Type"] == "ModifyTable" and node.get("Relation Name") == "jobs":
+            break
+        stack.extend(node.get("Plans", []))
+    else:
+        raise AssertionError("no update in the plan")
+    while node["Node Type"] != "Merge Join":
+        outer = [p for p in node.get("Plans", []) if p.get("Parent Relationship") == "Outer"]
+        if not outer:
+            return f"{node['Node Type']} on {node.get('Relation Name') or node.get('CTE Name')}"
+        node = outer[0]
+    return "Merge Join"
+
+
+# In id order: the sorted targets CTE, an index scan of jobs (array keys are sorted), a merge
+# join. Not a bitmap or sequential scan of jobs (heap order).
+ID_ORDER = {"CTE Scan on targets", "Index Scan on jobs", "Merge Join"}
+
+
+@pytest.mark.parametrize("plan_mode", ["auto", "force_generic_plan"])
+@pytest.mark.parametrize("analyzed", [False, True])
+async def test_the_updates_meet_their_rows_in_id_order(
+    conn: db.Connection, pg_dsn: str, schema: str, plan_mode: str, analyzed: bool
+) -> None:
+    """The lock order holds because the update meets its rows from the sorted targets or
+    through the primary key, not from a scan in heap order. Checked in a worker's session on a
+    never analyzed and on an analyzed table (the heap in shuffled order), in both plan modes."""
+    runs = await _running(conn, True, random.Random(plan_mode))
+    if analyzed:
+        await conn.execute("ANALYZE jobs")
+    worker = await _session(pg_dsn, schema)
+    try:
+        await worker.execute("SELECT set_config('plan_cache_mode', $1, false)", plan_mode)
+        batch = runs[100:400]
+        nothing = [None] * len(batch)
+        statements = {
+            "complete_batch": (
+                id_array(batch),
+                json_array(["null"] * len(batch)),
+                None,
+                None,
+                None,
+            ),
+            "fail_batch": (id_array(batch), ["failed"] * len(batch), nothing, nothing),
+            "heartbeat": (id_array(batch), 60.0, None, None, None),
+        }
+        for name, args in statements.items():
+            raw = await worker.fetchval(f"EXPLAIN (FORMAT JSON) {query(name)}", *args)
+            driving = _driving_scan(json.loads(raw)[0]["Plan"])
+            assert driving in ID_ORDER, (name, driving)
+    finally:
+        await worker.close()

@@ -12,8 +12,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from foreman_rt import db
+from foreman_rt import Client, db
 from foreman_rt.sql import query
+from foreman_rt.worker.runtime import CLAIM_COLUMNS
 
 pytestmark = pytest.mark.db
 
@@ -90,3 +91,12 @@ async def test_without_the_worker_settings_a_claim_would_scan_jobs(
     finally:
         await conn.close()
     assert "Seq Scan" in scans, scans
+
+
+async def test_the_claim_returns_the_columns_the_worker_unpacks(
+    client: Client, conn: db.Connection
+) -> None:
+    """Worker._start unpacks a claimed row by position."""
+    await client.enqueue("k")
+    [row] = await conn.fetch(query("claim"), None, ["k"], 1, "w", 30.0)
+    assert tuple(row.keys()) == CLAIM_COLUMNS

@@ -12,6 +12,7 @@ from worker_support import WorkerFactory, runs_of, wait_status
 
 from foreman_rt import Client, JobContext, Retry, db
 from foreman_rt.sql import query
+from foreman_rt.worker import completer as completer_module
 from foreman_rt.worker.completer import Completer
 from foreman_rt.worker.heartbeat import Heartbeat
 from foreman_rt.worker.metrics import WorkerMetrics
@@ -222,5 +223,27 @@ async def test_a_finished_run_keeps_its_lease_until_its_outcome_is_written(
             "SELECT extract(epoch FROM lease_expires_at - now()) FROM jobs WHERE run_id = $1", held
         )
         assert 290 < left <= 300
+    finally:
+        await pool.close()
+
+
+async def test_completions_with_large_results_go_out_in_statements_of_bounded_size(
+    pg_dsn: str, schema: str, conn: db.Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Results travel as one jsonb array per statement, which PostgreSQL caps at 256 MiB: a
+    flush takes results up to a total size, and the next flush takes the rest."""
+    monkeypatch.setattr(completer_module, "RESULT_CHARS_PER_STATEMENT", 1000)
+    runs = await _claim_runs(conn, 7)
+    pool = await db.create_pool(pg_dsn, schema, min_size=1, max_size=1)
+    completer = Completer(pool, WorkerMetrics(), interval=0.001, max_batch=1000)
+    try:
+        big = '"' + "x" * 400 + '"'  # 402 characters: two fit under 1000, a third does not
+        for run in runs[:6]:
+            completer.add(Succeeded(run, big))
+        completer.add(Succeeded(runs[6], "[1,2]"))
+        written = [await completer.run_once() for _ in range(4)]
+        assert written == [2, 2, 3, 0]  # the small one rides with the last two big ones
+        results = dict(await conn.fetch("SELECT run_id, result FROM jobs"))
+        assert results == {**{run: "x" * 400 for run in runs[:6]}, runs[6]: [1, 2]}
     finally:
         await pool.close()
