@@ -1113,7 +1113,58 @@ class Bench:
             await conn.close()
         if done != n:
             raise RuntimeError(f"claimed {done} of {n}")
-        return {"rate": n / elapsed, "minimal_rate": await self.minimal_floor(dsn)}
+        return {
+            "rate": n / elapsed,
+            "minimal_rate": await self.minimal_floor(dsn),
+            **await self.wake_floor(dsn),
+        }
+
+    async def wake_floor(self, dsn: str) -> dict[str, float]:
+        """What W3's spacing costs before any runtime: round trips to PostgreSQL made
+        latency_gap apart (both sides idle in between, as in W3) against back to back, and
+        foreman-rt's claim of one just-inserted job, latency_gap apart, on a worker's settings.
+        A W3 job needs a notification hop and one claim round trip."""
+        from foreman_rt import db
+        from foreman_rt.sql import query
+
+        conn = await db.connect(dsn, SCHEMA)
+        other = await db.connect(dsn, SCHEMA)
+        try:
+            await conn.execute("SET enable_seqscan = off")
+
+            async def timed(call: Callable[[], Awaitable[object]], gap: float) -> list[float]:
+                out = []
+                for _ in range(self.cfg.latency_jobs):
+                    t = time.perf_counter()
+                    await call()
+                    out.append((time.perf_counter() - t) * 1000)
+                    if gap:
+                        await asyncio.sleep(gap)
+                return out
+
+            def select_one() -> Awaitable[object]:
+                return conn.fetchval("SELECT 1")
+
+            async def claim_one() -> None:
+                await other.execute("INSERT INTO jobs (kind) VALUES ('bench.noop')")
+                t = time.perf_counter()
+                rows = await conn.fetch(query("claim"), None, ["bench.noop"], 16, "floor", 30.0)
+                claims.append((time.perf_counter() - t) * 1000)
+                if len(rows) != 1:
+                    raise RuntimeError(f"claimed {len(rows)} jobs, not 1")
+
+            busy = await timed(select_one, 0.0)
+            idle = await timed(select_one, self.cfg.latency_gap)
+            claims: list[float] = []
+            await timed(claim_one, self.cfg.latency_gap)
+        finally:
+            await conn.close()
+            await other.close()
+        return {
+            "select_busy_ms": statistics.median(busy),
+            "select_idle_ms": statistics.median(idle),
+            "claim_idle_ms": statistics.median(claims),
+        }
 
     async def minimal_floor(self, dsn: str) -> float:
         """The cheapest durable queue PostgreSQL allows: one table, one partial index, claim by
@@ -1298,6 +1349,27 @@ def rows(cfg: Config) -> list[Row]:
             "minimal queue floor: 1 table, no history (jobs/s)",
             ("floor",),
             "minimal_rate",
+            only=fr,
+        ),
+        Row(
+            "W3 floor: SELECT 1 round trip, back to back (ms)",
+            ("floor",),
+            "select_busy_ms",
+            digits=2,
+            only=fr,
+        ),
+        Row(
+            "W3 floor: SELECT 1 round trip, 20 ms apart (ms)",
+            ("floor",),
+            "select_idle_ms",
+            digits=2,
+            only=fr,
+        ),
+        Row(
+            "W3 floor: claim of 1 job, 20 ms apart (ms)",
+            ("floor",),
+            "claim_idle_ms",
+            digits=2,
             only=fr,
         ),
         Row(
