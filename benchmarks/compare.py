@@ -1132,9 +1132,15 @@ class Bench:
         try:
             await conn.execute("SET enable_seqscan = off")
 
-            async def timed(call: Callable[[], Awaitable[object]], gap: float) -> list[float]:
+            async def timed(
+                call: Callable[[], Awaitable[object]],
+                gap: float,
+                before: Callable[[], Awaitable[object]] | None = None,
+            ) -> list[float]:
                 out = []
                 for _ in range(self.cfg.latency_jobs):
+                    if before is not None:
+                        await before()
                     t = time.perf_counter()
                     await call()
                     out.append((time.perf_counter() - t) * 1000)
@@ -1145,18 +1151,17 @@ class Bench:
             def select_one() -> Awaitable[object]:
                 return conn.fetchval("SELECT 1")
 
+            def insert_one() -> Awaitable[object]:
+                return other.execute("INSERT INTO jobs (kind) VALUES ('bench.noop')")
+
             async def claim_one() -> None:
-                await other.execute("INSERT INTO jobs (kind) VALUES ('bench.noop')")
-                t = time.perf_counter()
                 rows = await conn.fetch(query("claim"), None, ["bench.noop"], 16, "floor", 30.0)
-                claims.append((time.perf_counter() - t) * 1000)
                 if len(rows) != 1:
                     raise RuntimeError(f"claimed {len(rows)} jobs, not 1")
 
             busy = await timed(select_one, 0.0)
             idle = await timed(select_one, self.cfg.latency_gap)
-            claims: list[float] = []
-            await timed(claim_one, self.cfg.latency_gap)
+            claims = await timed(claim_one, self.cfg.latency_gap, before=insert_one)
         finally:
             await conn.close()
             await other.close()

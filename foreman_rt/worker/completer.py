@@ -24,6 +24,8 @@ log = logging.getLogger("foreman_rt.worker.completer")
 
 # Results (JSON text, ASCII) per completion statement; results are at most 1 MiB each.
 RESULT_CHARS_PER_STATEMENT = 16 * 2**20
+# Errors for values PostgreSQL will not store: the batch is then written one by one.
+_REFUSED = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
 
 
 class Completer:
@@ -137,14 +139,14 @@ class Completer:
     async def _complete(self, batch: list[Succeeded]) -> None:
         try:
             written = await self._write_completions(batch)
-        except (asyncpg.DataError, asyncpg.ProgramLimitExceededError):
+        except _REFUSED:
             # One value PostgreSQL refuses must not hold back (or crash) the rest of the batch:
             # write one by one, and fail the attempts whose result cannot be stored.
             written = 0
             for outcome in batch:
                 try:
                     written += await self._write_completions([outcome])
-                except (asyncpg.DataError, asyncpg.ProgramLimitExceededError) as exc:
+                except _REFUSED as exc:
                     log.error("run %d: its result cannot be stored: %s", outcome.run_id, exc)
                     error = clean_text(f"unusable result: PostgreSQL refused it: {exc}")
                     self._failed.append(Failed(outcome.run_id, "failed", error, None))

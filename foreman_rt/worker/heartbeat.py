@@ -85,17 +85,11 @@ class Heartbeat:
         for c in ctxs:
             c.progress_dirty = False  # progress reported from now on goes in the next beat
         asked = [c.run_id for c in ctxs] + finished
-        # Progress of the running attempts that reported some; finished ones send none.
-        current: list[int | None] = [None] * len(asked)
-        total: list[int | None] = [None] * len(asked)
-        message: list[str | None] = [None] * len(asked)
-        for i, (c, dirty) in enumerate(sent):
-            if dirty:
-                current[i], total[i], message[i] = (
-                    c.progress_current,
-                    c.progress_total,
-                    c.progress_message,
-                )
+        # Progress of the running attempts that reported some. The finished runs, last in
+        # `asked`, send none: the statement pads shorter arrays with NULLs.
+        current = [c.progress_current if dirty else None for c, dirty in sent]
+        total = [c.progress_total if dirty else None for c, dirty in sent]
+        message = [c.progress_message if dirty else None for c, dirty in sent]
         try:
             rows = await self._pool.fetch(
                 query("heartbeat"),

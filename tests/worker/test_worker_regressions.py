@@ -227,6 +227,42 @@ async def test_a_finished_run_keeps_its_lease_until_its_outcome_is_written(
         await pool.close()
 
 
+async def test_a_heartbeat_carries_running_progress_beside_finished_runs(
+    pg_dsn: str, schema: str, conn: db.Connection
+) -> None:
+    """One beat renews running attempts (one with progress to write, one without) and a
+    finished run whose outcome is buffered: the progress lands on its own run only."""
+    reporting, quiet, finished = await _claim_runs(conn, 3)
+    jobs = dict(await conn.fetch("SELECT run_id, id FROM jobs"))
+    ctxs = [
+        JobContext(jobs[run], run, "k", "default", "default", 1, 3) for run in (reporting, quiet)
+    ]
+    ctxs[0].set_progress(4, 10, "four")
+    pool = await db.create_pool(pg_dsn, schema, min_size=1, max_size=1)
+    try:
+        beat = Heartbeat(
+            pool,
+            lambda: ctxs,
+            lambda _: None,
+            lease_seconds=300,
+            interval=10,
+            finished=lambda: [finished],
+        )
+        result = await beat.run_once()
+        assert result is not None and result.lost == frozenset()
+        rows = await conn.fetch(
+            "SELECT run_id, progress_current, progress_total, progress_message,"
+            " lease_expires_at > now() + interval '290 seconds' AS renewed FROM jobs"
+        )
+        assert {r["run_id"]: tuple(r)[1:] for r in rows} == {
+            reporting: (4, 10, "four", True),
+            quiet: (None, None, None, True),
+            finished: (None, None, None, True),
+        }
+    finally:
+        await pool.close()
+
+
 async def test_completions_with_large_results_go_out_in_statements_of_bounded_size(
     pg_dsn: str, schema: str, conn: db.Connection, monkeypatch: pytest.MonkeyPatch
 ) -> None:
